@@ -1,0 +1,283 @@
+// mplab board HAL: vector table, SysTick time base, interrupt-driven UART stdio, WFI idle.
+
+#include <string.h>
+
+#include "py/mphal.h"
+#include "py/runtime.h"
+#include "py/stream.h"
+#include "shared/runtime/interrupt_char.h"
+#include "shared/runtime/semihosting_arm.h"
+#include "board.h"
+
+// ---------------------------------------------------------------------------
+// Cortex-M3 system registers.
+
+#define SCB_ICSR        (*(volatile uint32_t *)0xe000ed04)
+#define SCB_VTOR        (*(volatile uint32_t *)0xe000ed08)
+#define SCB_AIRCR       (*(volatile uint32_t *)0xe000ed0c)
+#define SCB_SHPR3       (*(volatile uint32_t *)0xe000ed20)
+#define SYST_CSR        (*(volatile uint32_t *)0xe000e010)
+#define SYST_RVR        (*(volatile uint32_t *)0xe000e014)
+#define SYST_CVR        (*(volatile uint32_t *)0xe000e018)
+#define NVIC_ISER       ((volatile uint32_t *)0xe000e100)
+#define NVIC_IPR        ((volatile uint8_t *)0xe000e400)
+
+#define ICSR_PENDSVSET  (1u << 28)
+#define ICSR_PENDSTSET  (1u << 26)
+
+// ---------------------------------------------------------------------------
+// Vector table in RAM: the port's startup table has only the 16 system exceptions,
+// so we copy it and add the external interrupts we use, then point VTOR at it.
+
+#define NUM_VECTORS (16 + MPLAB_NUM_IRQS)
+typedef void (*vector_t)(void);
+static vector_t vector_table[NUM_VECTORS] __attribute__((aligned(256)));
+
+extern const uint32_t isr_vector[];
+
+static void unhandled_irq(void) {
+    // A stray interrupt: ignore it rather than fault; devices we don't use are never enabled.
+}
+
+void mplab_irq_set_handler(unsigned irq, void (*handler)(void), uint8_t priority) {
+    vector_table[16 + irq] = handler;
+    NVIC_IPR[irq] = priority;
+    NVIC_ISER[irq / 32] = 1u << (irq % 32);
+}
+
+void mplab_pendsv_trigger(void) {
+    SCB_ICSR = ICSR_PENDSVSET;
+}
+
+static void pendsv_handler(void) {
+    mplab_eth_pendsv();
+}
+
+// ---------------------------------------------------------------------------
+// Time base: SysTick at MPLAB_TICK_HZ; sub-tick resolution from its down-counter.
+
+#define SYSTICK_RELOAD (MPLAB_CPU_HZ / MPLAB_TICK_HZ - 1)
+static volatile uint32_t tick_count;
+
+static void systick_handler(void) {
+    tick_count += 1;
+    mplab_eth_tick(tick_count * MPLAB_TICK_MS);
+}
+
+static uint64_t ticks_us64(void) {
+    uint32_t primask;
+    __asm volatile ("mrs %0, primask\n cpsid i" : "=r" (primask));
+    uint32_t ticks = tick_count;
+    uint32_t cvr = SYST_CVR;
+    // A wrap that happened after interrupts were masked is pending but not yet counted.
+    if (SCB_ICSR & ICSR_PENDSTSET) {
+        ticks += 1;
+        cvr = SYST_CVR;
+    }
+    __asm volatile ("msr primask, %0" : : "r" (primask));
+    uint32_t elapsed_cycles = SYSTICK_RELOAD - cvr;
+    return (uint64_t)ticks * (1000000 / MPLAB_TICK_HZ) + elapsed_cycles / (MPLAB_CPU_HZ / 1000000);
+}
+
+mp_uint_t mp_hal_ticks_us(void) {
+    return (mp_uint_t)ticks_us64();
+}
+
+mp_uint_t mp_hal_ticks_ms(void) {
+    uint32_t primask;
+    __asm volatile ("mrs %0, primask\n cpsid i" : "=r" (primask));
+    uint32_t ticks = tick_count;
+    uint32_t cvr = SYST_CVR;
+    if (SCB_ICSR & ICSR_PENDSTSET) {
+        ticks += 1;
+        cvr = SYST_CVR;
+    }
+    __asm volatile ("msr primask, %0" : : "r" (primask));
+    return ticks * MPLAB_TICK_MS + (SYSTICK_RELOAD - cvr) / (MPLAB_CPU_HZ / 1000);
+}
+
+mp_uint_t mp_hal_ticks_cpu(void) {
+    return (mp_uint_t)ticks_us64() * (MPLAB_CPU_HZ / 1000000);
+}
+
+uint64_t mp_hal_time_ns(void) {
+    // No RTC on the AN385: time counts from boot, offset to the port's epoch.
+    return ticks_us64() * 1000ULL;
+}
+
+void mp_hal_delay_us(mp_uint_t us) {
+    uint32_t start = mp_hal_ticks_us();
+    if (us >= 1000) {
+        // Long enough to sleep through ticks; keep servicing events.
+        while (mp_hal_ticks_us() - start + MPLAB_TICK_MS * 1000 < us) {
+            mp_event_wait_ms(1);
+        }
+    }
+    while (mp_hal_ticks_us() - start < us) {
+    }
+}
+
+void mp_hal_delay_ms(mp_uint_t ms) {
+    uint32_t start = mp_hal_ticks_ms();
+    while (mp_hal_ticks_ms() - start < ms) {
+        mp_event_wait_ms(ms - (mp_hal_ticks_ms() - start));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sleeping: WFI until an interrupt posted new work. The check of the flag and the WFI run
+// with interrupts masked, so an event that lands in between still wakes the WFI.
+
+static volatile bool event_pending;
+
+void mplab_signal_event(void) {
+    event_pending = true;
+}
+
+void mplab_wait_for_event(void) {
+    __asm volatile ("cpsid i" : : : "memory");
+    if (!event_pending) {
+        __asm volatile ("wfi" : : : "memory");
+    }
+    event_pending = false;
+    __asm volatile ("cpsie i" : : : "memory");
+}
+
+uint32_t mplab_lwip_lock(void) {
+    uint32_t basepri;
+    __asm volatile ("mrs %0, basepri" : "=r" (basepri));
+    uint32_t pri = MPLAB_PRI_PENDSV;
+    __asm volatile ("msr basepri_max, %0" : : "r" (pri) : "memory");
+    return basepri;
+}
+
+void mplab_lwip_unlock(uint32_t state) {
+    __asm volatile ("msr basepri, %0" : : "r" (state) : "memory");
+}
+
+// xorshift32, seeded from the MAC and boot timing; good enough for ports, ISNs and DNS ids.
+static uint32_t random_state = 0x6d706c62;
+
+void mplab_random_seed(uint32_t seed) {
+    random_state ^= seed;
+    if (random_state == 0) {
+        random_state = 1;
+    }
+}
+
+uint32_t mplab_random_u32(void) {
+    uint32_t x = random_state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    random_state = x;
+    return x;
+}
+
+// ---------------------------------------------------------------------------
+// UART0 (CMSDK APB UART): RX by interrupt into a ring buffer, TX polled (QEMU drains at once).
+
+typedef struct {
+    volatile uint32_t DATA;
+    volatile uint32_t STATE;
+    volatile uint32_t CTRL;
+    volatile uint32_t INTSTATUS;
+    volatile uint32_t BAUDDIV;
+} cmsdk_uart_t;
+
+#define UART0 ((cmsdk_uart_t *)0x40004000)
+#define UART_STATE_TXFULL   (1 << 0)
+#define UART_STATE_RXFULL   (1 << 1)
+#define UART_CTRL_TX_EN     (1 << 0)
+#define UART_CTRL_RX_EN     (1 << 1)
+#define UART_CTRL_RX_INTEN  (1 << 3)
+#define UART_INT_RX         (1 << 1)
+
+#define STDIN_BUF_SIZE (1024)
+static uint8_t stdin_buf[STDIN_BUF_SIZE];
+static volatile uint32_t stdin_head, stdin_tail;
+
+static void uart0_rx_handler(void) {
+    UART0->INTSTATUS = UART_INT_RX;
+    while (UART0->STATE & UART_STATE_RXFULL) {
+        int c = UART0->DATA & 0xff;
+        if (c == mp_interrupt_char) {
+            // Ctrl-C interrupts running Python code, even a blocking socket call.
+            stdin_head = stdin_tail;
+            mp_sched_keyboard_interrupt();
+            continue;
+        }
+        uint32_t next = (stdin_head + 1) % STDIN_BUF_SIZE;
+        if (next != stdin_tail) {
+            stdin_buf[stdin_head] = c;
+            stdin_head = next;
+        }
+    }
+    mplab_signal_event();
+}
+
+// Called by the port's startup code before main, to make early output possible.
+void uart_init(void) {
+    UART0->BAUDDIV = 16;
+    UART0->CTRL = UART_CTRL_TX_EN | UART_CTRL_RX_EN;
+}
+
+uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
+    uintptr_t ret = 0;
+    if ((poll_flags & MP_STREAM_POLL_RD) && stdin_head != stdin_tail) {
+        ret |= MP_STREAM_POLL_RD;
+    }
+    if (poll_flags & MP_STREAM_POLL_WR) {
+        ret |= MP_STREAM_POLL_WR;
+    }
+    return ret;
+}
+
+int mp_hal_stdin_rx_chr(void) {
+    for (;;) {
+        if (stdin_head != stdin_tail) {
+            int c = stdin_buf[stdin_tail];
+            stdin_tail = (stdin_tail + 1) % STDIN_BUF_SIZE;
+            return c;
+        }
+        mp_event_wait_indefinite();
+    }
+}
+
+mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
+    for (size_t i = 0; i < len; ++i) {
+        while (UART0->STATE & UART_STATE_TXFULL) {
+        }
+        UART0->DATA = (uint8_t)str[i];
+    }
+    return len;
+}
+
+// ---------------------------------------------------------------------------
+
+void mplab_board_init(void) {
+    // System exceptions from the port's table; the rest ignore stray interrupts.
+    for (int i = 0; i < NUM_VECTORS; ++i) {
+        vector_table[i] = i < 16 ? (vector_t)isr_vector[i] : unhandled_irq;
+    }
+    vector_table[14] = pendsv_handler;
+    vector_table[15] = systick_handler;
+    SCB_VTOR = (uint32_t)vector_table;
+
+    // PendSV lowest (bits 23:16 of SHPR3), SysTick with the devices (bits 31:24).
+    SCB_SHPR3 = (SCB_SHPR3 & 0x0000ffff) | ((uint32_t)MPLAB_PRI_DEVICE << 24) | ((uint32_t)MPLAB_PRI_PENDSV << 16);
+
+    SYST_RVR = SYSTICK_RELOAD;
+    SYST_CVR = 0;
+    SYST_CSR = 7; // processor clock, interrupt, enable
+
+    mplab_irq_set_handler(MPLAB_IRQ_UART0_RX, uart0_rx_handler, MPLAB_PRI_DEVICE);
+    UART0->CTRL |= UART_CTRL_RX_INTEN;
+}
+
+__attribute__((noreturn)) void mplab_system_reset(void) {
+    // SYSRESETREQ: QEMU resets the machine and boots the firmware again.
+    SCB_AIRCR = (0x5fa << 16) | (1 << 2);
+    for (;;) {
+    }
+}

@@ -1,0 +1,1 @@
+// NO_SYS=1: no OS primitives needed.

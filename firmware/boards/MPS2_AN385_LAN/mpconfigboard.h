@@ -1,0 +1,41 @@
+// mplab board configuration: included first by ports/qemu/mpconfigport.h (patches/0001).
+// Features listed here are also reported in build/manifest.json (lines of the form
+// `#define MICROPY_... (1)`), so keep one feature per line.
+
+#define MICROPY_PY_SYS_PLATFORM             "mplab"
+#define MICROPY_PY_MACHINE_INCLUDEFILE      "board_machine.c"
+
+#define MICROPY_PY_TIME                     (1)
+#define MICROPY_PY_TIME_TIME_TIME_NS        (1)
+#define MICROPY_PY_TIME_INCLUDEFILE         "board_time.c"
+#define MICROPY_PY_SELECT                   (1)
+#define MICROPY_PY_OS_UNAME                 (1)
+#define MICROPY_ENABLE_FINALISER            (1)
+#define MICROPY_ENABLE_SCHEDULER            (1)
+#define MICROPY_KBD_EXCEPTION               (1)
+#define MICROPY_PY_UCTYPES                  (1)
+#define MICROPY_VFS_ROM                     (0)
+
+// Networking: lwIP sockets, network.LAN on the LAN9118.
+#define MICROPY_PY_NETWORK                  (1)
+#define MICROPY_PY_LWIP_SOCK_RAW            (1)
+#define MICROPY_PY_NETWORK_HOSTNAME_DEFAULT "mpy-lan9118"
+#define MICROPY_PORT_NETWORK_INTERFACES \
+    { MP_ROM_QSTR(MP_QSTR_LAN), MP_ROM_PTR(&network_lan_type) },
+extern const struct _mp_obj_type_t network_lan_type;
+
+// lwIP runs in PendSV (lowest priority). Socket code masks PendSV with BASEPRI while it
+// touches lwIP state, so lwIP keeps running timers and input while Python computes.
+#define MICROPY_PY_LWIP_ENTER   uint32_t atomic_state = mplab_lwip_lock();
+#define MICROPY_PY_LWIP_REENTER atomic_state = mplab_lwip_lock();
+#define MICROPY_PY_LWIP_EXIT    mplab_lwip_unlock(atomic_state);
+uint32_t mplab_lwip_lock(void);
+void mplab_lwip_unlock(uint32_t state);
+
+// Waiting: sleep in WFI until an interrupt (UART RX, Ethernet, tick) has new work.
+#define MICROPY_INTERNAL_WFE(TIMEOUT_MS) mplab_wait_for_event()
+void mplab_wait_for_event(void);
+
+// Soft reset: drop the callbacks that point into the GC heap.
+#define MICROPY_PORT_DEINIT_FUNC mplab_eth_soft_reset()
+void mplab_eth_soft_reset(void);

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Write firmware/build/manifest.json: what a firmware image is and what it was built from."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+from pathlib import Path
+
+
+def features(config_header: Path) -> list[str]:
+    """The MICROPY_* features switched on by the board's config header."""
+    pattern = re.compile(r"^#define\s+(MICROPY_\w+)\s+\(1\)", re.M)
+    return sorted(set(pattern.findall(config_header.read_text())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--elf", type=Path, required=True)
+    parser.add_argument("--board", required=True)
+    parser.add_argument("--micropython", required=True)
+    parser.add_argument("--micropython-deb", required=True)
+    parser.add_argument("--lwip", required=True)
+    parser.add_argument("--lwip-deb", required=True)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+
+    manifest = {
+        "board": args.board,
+        "machine": "mps2-an385",
+        "nic": "lan9118",
+        "micropython": {"version": args.micropython, "debian_source": f"micropython {args.micropython_deb}"},
+        "lwip": {"version": args.lwip, "debian_source": f"lwip {args.lwip_deb}"},
+        "elf": args.elf.name,
+        "sha256": hashlib.sha256(args.elf.read_bytes()).hexdigest(),
+        "size": args.elf.stat().st_size,
+        "features": features(args.config),
+        "modules": ["socket", "usocket", "network", "time", "select", "errno", "machine", "os", "vfs"],
+    }
+    text = json.dumps(manifest, indent=2) + "\n"
+    # Rewrite only on change, so an unchanged build leaves every timestamp alone.
+    if not args.output.exists() or args.output.read_text() != text:
+        args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
