@@ -1,0 +1,83 @@
+# mplab: networked MicroPython devices in QEMU, on a LAN you can watch, talk to and break.
+#
+#   make lab-up          bring the default lab up (sets up everything it needs first)
+#   make test            ... and run the test suite
+#   make help            all targets
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VERSION := $(shell cat VERSION)
+LAB ?= default
+NODES ?= 2
+PYTEST_ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+MPLAB := $(VENV)/bin/mplab
+# A python3 with venv support; Debian's when present (pyenv builds may lack ensurepip pieces).
+HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+
+include mk/images.mk
+
+.PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
+	lab-logs test test-firmware test-lab test-socket lint conformance bench clean
+
+help: ## list the targets
+	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+host-packages: ## install missing system packages (apt; root or sudo)
+	@scripts/ensure-host-packages.sh
+
+docker: host-packages ## start dockerd if no daemon answers
+	@scripts/ensure-docker.sh
+
+$(VENV)/.installed: requirements.txt pyproject.toml | host-packages
+	@test -x $(PY) || $(HOST_PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -e .
+	@touch $@
+
+venv: $(VENV)/.installed ## the Python venv with the pinned packages and the lab package
+
+firmware: host-packages ## build firmware/build/firmware.elf (MICROPYTHON_VERSION=1.26.1 for another)
+	@$(MAKE) --no-print-directory -C firmware
+
+setup: docker firmware venv ## everything a lab needs: packages, dockerd, firmware, images, venv
+	@$(MAKE) --no-print-directory images
+
+lab-up: setup ## bring the lab up: make lab-up [NODES=4] [LAB=name]
+	@$(MPLAB) --lab $(LAB) up --nodes $(NODES)
+
+lab-down: venv ## take the lab down and remove everything it made
+	@$(MPLAB) --lab $(LAB) down
+
+lab-status: venv ## table of nodes, IPs, MACs, serial ports, state
+	@$(MPLAB) --lab $(LAB) status
+
+lab-console: venv ## interactive REPL: make lab-console NODE=node1 (Ctrl-] exits)
+	@test -n "$(NODE)" || { echo "usage: make lab-console NODE=node1"; exit 2; }
+	@$(MPLAB) --lab $(LAB) console $(NODE)
+
+lab-logs: venv ## console log of a node: make lab-logs NODE=node1
+	@test -n "$(NODE)" || { echo "usage: make lab-logs NODE=node1"; exit 2; }
+	@$(MPLAB) --lab $(LAB) logs $(NODE)
+
+test: setup ## run the whole suite (firmware, lab, socket conformance)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-firmware: firmware venv ## only the firmware tests (netns + TAP, no Docker)
+	@$(PY) -m pytest tests/firmware $(PYTEST_ARGS)
+
+test-lab: setup ## only the lab tests
+	@$(PY) -m pytest tests/lab $(PYTEST_ARGS)
+
+test-socket: setup ## only the socket conformance suite
+	@$(PY) -m pytest tests/socket $(PYTEST_ARGS)
+
+lint: venv ## ruff on the Python code
+	@$(VENV)/bin/ruff check lab tests firmware/scripts
+	@$(VENV)/bin/ruff format --check lab tests firmware/scripts
+
+clean: ## remove build outputs (keeps downloaded sources)
+	@$(MAKE) --no-print-directory -C firmware clean
+	rm -rf artifacts reports
