@@ -1,0 +1,1 @@
+"""mplab benchmarks: `make bench` (python -m bench) writes reports/bench/."""

@@ -1,0 +1,74 @@
+"""Shared pieces of the benchmarks: samples, statistics, machine facts, the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+REPORT_DIR = REPO / "reports" / "bench"
+
+
+@dataclass
+class Figure:
+    """One measured quantity: raw samples plus the goal it is held against."""
+
+    name: str
+    unit: str
+    samples: list[float]
+    goal: str = ""
+    baseline: str = ""
+    baseline_samples: list[float] = field(default_factory=list)
+    note: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def stats(self, samples: list[float] | None = None) -> dict[str, float]:
+        values = sorted(self.samples if samples is None else samples)
+        if not values:
+            return {}
+        p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+        return {"n": len(values), "min": values[0], "median": statistics.median(values), "p95": p95, "max": values[-1]}
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stats"] = self.stats()
+        if self.baseline_samples:
+            data["baseline_stats"] = self.stats(self.baseline_samples)
+        return data
+
+
+def machine_info() -> dict[str, Any]:
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "mem_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "qemu": run("qemu-system-arm", "--version").splitlines()[0] if run("qemu-system-arm", "--version") else "",
+        "docker": run("docker", "version", "--format", "{{.Server.Version}}"),
+        "git_sha": run("git", "-C", str(REPO), "rev-parse", "HEAD"),
+        "firmware_manifest": json.loads((REPO / "firmware/build/manifest.json").read_text())
+        if (REPO / "firmware/build/manifest.json").exists()
+        else None,
+    }
+
+
+def write_results(figures: list[Figure], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine_info(), "figures": [f.to_json() for f in figures]}
+    path.write_text(json.dumps(data, indent=2) + "\n")
