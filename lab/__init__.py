@@ -1,0 +1,43 @@
+"""mplab: emulated networked MicroPython devices on a Docker LAN.
+
+Public API: :class:`Lab`, :class:`Node`, :class:`Console`, :class:`Capture`, :class:`Wire`,
+:class:`Topology`, and the error types.
+"""
+
+from .console import Console, ConsoleClosed, ConsoleError, ConsoleTimeout, GuestError
+from .errors import ConfigError, LabError, NodeError, RuntimeUnavailable
+from .lab import Lab, Node, NodeStatus
+from .runtime import ComposeRuntime, ContainerInfo, Runtime
+from .topology import Topology, guest_mac, validate_lab_name
+
+__all__ = [
+    "Capture",
+    "ComposeRuntime",
+    "ConfigError",
+    "Console",
+    "ConsoleClosed",
+    "ConsoleError",
+    "ConsoleTimeout",
+    "ContainerInfo",
+    "GuestError",
+    "Lab",
+    "LabError",
+    "Node",
+    "NodeError",
+    "NodeStatus",
+    "Runtime",
+    "RuntimeUnavailable",
+    "Topology",
+    "Wire",
+    "guest_mac",
+    "validate_lab_name",
+]
+
+
+def __getattr__(name: str) -> object:
+    # scapy is slow to import: load the capture module only when it is asked for
+    if name in ("Capture", "Wire"):
+        from . import capture
+
+        return getattr(capture, name)
+    raise AttributeError(name)

@@ -1,0 +1,60 @@
+"""``mplab`` command line: one module per verb (lab/cli/<verb>.py), each with
+``add_parser(subparsers)`` and ``run(args) -> int``. Errors the user can fix are one line
+on stderr, exit code 2 (bad input) or 1 (runtime failure), never a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..console import ConsoleError
+from ..errors import LabError
+from . import capture, console, cp, down, exec_, logs, reset, status, up
+
+VERBS = [up, down, status, console, exec_, cp, capture, logs, reset]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"mplab: {message} (see `mplab --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mplab", description="Emulated networked MicroPython devices on a Docker LAN.")
+    p.add_argument("--lab", default=None, help="lab name, [a-z0-9]{1,9} (env LAB; default from the compose file)")
+    p.add_argument(
+        "--file",
+        "-f",
+        dest="compose_file",
+        default=None,
+        help="compose file (env MPLAB_COMPOSE_FILE; default: docker-compose.yml here or above)",
+    )
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+    for v in VERBS:
+        v.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.lab is None:
+        args.lab = os.environ.get("LAB") or None
+    try:
+        return int(args.func(args) or 0)
+    except LabError as e:
+        print(f"mplab: {e}", file=sys.stderr)
+        return e.exit_code
+    except ConsoleError as e:
+        print(f"mplab: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Container runtime behind an interface: ``Runtime`` and its compose implementation.
+
+``ComposeRuntime`` drives the docker CLI (``docker compose`` v2, else ``docker-compose`` v1)
+through subprocess; see docs/topology.md for why the CLI and not the Docker SDK. Anything
+labelled ``mplab.lab=<lab>`` belongs to the lab: ``down`` removes what compose missed, so
+it also works after a crash or without the compose file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LabError, RuntimeUnavailable
+from .topology import Topology
+
+DOCKER_DOWN_MSG = "Docker daemon not running: start it with `make docker` / scripts/ensure-docker.sh"
+
+
+@dataclass
+class ContainerInfo:
+    """What the lab needs to know about one container."""
+
+    id: str
+    name: str
+    role: str  # "node" | "services" | ""
+    number: int  # compose replica number (1-based), 0 if unknown
+    state: str  # running, exited, ...
+    running: bool
+    exit_code: int
+    ip: str  # address on the lab network
+    console_host_port: int | None  # 127.0.0.1:<port> → 5555
+    pid: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def node_name(self) -> str:
+        return self.labels.get("mplab.node") or (f"node{self.number}" if self.number else self.name)
+
+
+class Runtime(ABC):
+    """What the lab asks of a container engine."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise RuntimeUnavailable with a one-line fix if the engine can't be used."""
+
+    @abstractmethod
+    def up(self, topo: Topology, nodes: int) -> None: ...
+
+    @abstractmethod
+    def down(self, lab: str, topo: Topology | None = None) -> list[str]:
+        """Remove everything of ``lab``; return what the sweep removed beyond compose."""
+
+    @abstractmethod
+    def containers(self, lab: str) -> list[ContainerInfo]: ...
+
+    @abstractmethod
+    def networks(self, lab: str) -> list[str]: ...
+
+    @abstractmethod
+    def logs(self, container: str, tail: int | None = None) -> str: ...
+
+    @abstractmethod
+    def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]: ...
+
+    @abstractmethod
+    def subnets_in_use(self) -> dict[str, str]:
+        """subnet → network name, for every network of the engine."""
+
+
+class ComposeRuntime(Runtime):
+    """Docker + compose via the CLI."""
+
+    def __init__(self, docker: str = "docker") -> None:
+        self.docker = docker
+        self._compose: list[str] | None = None
+
+    # ---- plumbing -------------------------------------------------------------------
+    def _run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 120.0,
+        check: bool = True,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **(env or {})}
+        try:
+            p = subprocess.run(list(argv), capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+        except FileNotFoundError:
+            raise RuntimeUnavailable(
+                f"`{argv[0]}` not found: install Docker with scripts/ensure-host-packages.sh"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise LabError(f"`{' '.join(argv)}` did not finish within {timeout:g}s") from None
+        if check and p.returncode != 0:
+            err = (p.stderr or p.stdout).strip()
+            if "Cannot connect to the Docker daemon" in err or "Is the docker daemon running" in err:
+                raise RuntimeUnavailable(DOCKER_DOWN_MSG)
+            last = err.splitlines()[-1] if err else f"exit {p.returncode}"
+            raise LabError(f"`{' '.join(argv[:4])} …` failed: {last}")
+        return p
+
+    def check(self) -> None:
+        if shutil.which(self.docker) is None:
+            raise RuntimeUnavailable(f"`{self.docker}` not found: install Docker with scripts/ensure-host-packages.sh")
+        p = self._run([self.docker, "info", "--format", "{{.ServerVersion}}"], check=False, timeout=30)
+        if p.returncode != 0 or not p.stdout.strip() or "error" in p.stdout.lower():
+            raise RuntimeUnavailable(DOCKER_DOWN_MSG)
+
+    def compose_cmd(self) -> list[str]:
+        if self._compose is None:
+            p = self._run([self.docker, "compose", "version"], check=False, timeout=30)
+            if p.returncode == 0:
+                self._compose = [self.docker, "compose"]
+            elif shutil.which("docker-compose"):
+                self._compose = ["docker-compose"]
+            else:
+                raise RuntimeUnavailable(
+                    "neither `docker compose` nor `docker-compose` found: "
+                    "run scripts/ensure-host-packages.sh (installs docker-compose)"
+                )
+        return self._compose
+
+    def _compose_run(self, topo: Topology, args: Sequence[str], timeout: float = 300.0) -> None:
+        cmd = [*self.compose_cmd(), "-p", topo.project, "-f", str(topo.compose_file), *args]
+        self._run(cmd, env=topo.env(), timeout=timeout, cwd=topo.compose_file.parent)
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def up(self, topo: Topology, nodes: int) -> None:
+        self._compose_run(topo, ["up", "-d", "--scale", f"node={nodes}", "--remove-orphans"])
+
+    def down(self, lab: str, topo: Topology | None = None) -> list[str]:
+        if topo is not None and topo.compose_file.is_file():
+            try:
+                self._compose_run(topo, ["down", "--remove-orphans", "-t", "2"], timeout=120)
+            except RuntimeUnavailable:
+                raise
+            except LabError:
+                pass  # the sweep below removes what is left
+        swept: list[str] = []
+        ids = self._ids(["ps", "-aq", "--filter", f"label=mplab.lab={lab}"])
+        if ids:
+            self._run([self.docker, "rm", "-f", "-v", *ids], check=False, timeout=120)
+            swept += [f"container {i}" for i in ids]
+        for net in self.networks(lab):
+            p = self._run([self.docker, "network", "rm", net], check=False, timeout=60)
+            if p.returncode == 0:
+                swept.append(f"network {net}")
+        return swept
+
+    def _ids(self, args: Sequence[str]) -> list[str]:
+        p = self._run([self.docker, *args], timeout=60)
+        return [x for x in p.stdout.split() if x]
+
+    def networks(self, lab: str) -> list[str]:
+        p = self._run(
+            [self.docker, "network", "ls", "--filter", f"label=mplab.lab={lab}", "--format", "{{.Name}}"],
+            timeout=60,
+        )
+        return [x for x in p.stdout.split() if x]
+
+    def subnets_in_use(self) -> dict[str, str]:
+        ids = self._ids(["network", "ls", "-q"])
+        if not ids:
+            return {}
+        p = self._run([self.docker, "network", "inspect", *ids], timeout=60)
+        out: dict[str, str] = {}
+        for n in json.loads(p.stdout or "[]"):
+            for cfg in (n.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet"):
+                    out[cfg["Subnet"]] = n.get("Name", "")
+        return out
+
+    def containers(self, lab: str) -> list[ContainerInfo]:
+        ids = self._ids(["ps", "-aq", "--filter", f"label=mplab.lab={lab}"])
+        if not ids:
+            return []
+        p = self._run([self.docker, "inspect", *ids], timeout=60)
+        out = [_container_info(c) for c in json.loads(p.stdout or "[]")]
+        out.sort(key=lambda c: (c.role != "services", c.number, c.name))
+        return out
+
+    def logs(self, container: str, tail: int | None = None) -> str:
+        args = [self.docker, "logs"]
+        if tail is not None:
+            args += ["--tail", str(tail)]
+        p = self._run([*args, container], check=False, timeout=60)
+        return (p.stdout or "") + (p.stderr or "")
+
+    def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return self._run([self.docker, "exec", container, *argv], check=False, timeout=timeout)
+
+
+def _container_info(c: dict) -> ContainerInfo:
+    labels = (c.get("Config") or {}).get("Labels") or {}
+    st = c.get("State") or {}
+    nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
+    ip = ""
+    for _name, n in nets.items():
+        ip = n.get("IPAddress") or ip
+    ports = ((c.get("NetworkSettings") or {}).get("Ports")) or {}
+    host_port = None
+    for b in ports.get("5555/tcp") or []:
+        if b.get("HostPort"):
+            host_port = int(b["HostPort"])
+            break
+    try:
+        number = int(labels.get("com.docker.compose.container-number", "0"))
+    except ValueError:
+        number = 0
+    return ContainerInfo(
+        id=c.get("Id", "")[:12],
+        name=(c.get("Name") or "").lstrip("/"),
+        role=labels.get("mplab.role", ""),
+        number=number,
+        state=st.get("Status", "unknown"),
+        running=bool(st.get("Running")),
+        exit_code=int(st.get("ExitCode") or 0),
+        ip=ip,
+        console_host_port=host_port,
+        pid=int(st.get("Pid") or 0),
+        labels=labels,
+    )

@@ -1,0 +1,245 @@
+"""A lab's topology: its name, addresses and bridge, from the compose file's ``x-mplab``.
+
+The compose file is the single source of truth. Its ``x-mplab`` block holds the default
+lab's layout (docs/conventions.md). Any other lab name gets the same layout shifted into a
+/24 of its own, derived from the name (see :func:`subnet_for`), so that labs can run side
+by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,9}$")
+DEFAULT_LAB = "default"
+MAX_NODES = 62  # the /26 IPAM range for node containers
+COMPOSE_NAMES = ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml")
+
+
+def validate_lab_name(name: str) -> str:
+    """Return ``name`` if it is a valid lab name, else raise ConfigError (one line)."""
+    if not isinstance(name, str) or not LAB_NAME_RE.match(name):
+        raise ConfigError(
+            f"invalid lab name {name!r}: use 1-9 characters from a-z and 0-9 "
+            f"(the bridge mplab-<lab> must fit Linux's 15-character limit)"
+        )
+    return name
+
+
+def guest_mac(lab: str, node: str) -> str:
+    """The guest MAC of ``node`` in ``lab``: 02:6d:70 + sha256("<lab>/<node>")[:3]."""
+    h = hashlib.sha256(f"{lab}/{node}".encode()).digest()[:3]
+    return "02:6d:70:" + ":".join(f"{b:02x}" for b in h)
+
+
+def subnet_for(lab: str, base: IPv4Network, default_lab: str = DEFAULT_LAB) -> IPv4Network:
+    """The /24 of ``lab``: ``base`` for the default lab, else base's /16 + a name-hashed octet.
+
+    With the default base 10.77.0.0/24, lab "x" gets 10.77.<1..254>.0/24.
+    """
+    if lab == default_lab:
+        return base
+    octet = 1 + int.from_bytes(hashlib.sha256(lab.encode()).digest()[:4], "big") % 254
+    b16 = ipaddress.ip_network(f"{base.network_address}/16", strict=False)
+    return ipaddress.ip_network(f"{IPv4Address(int(b16.network_address) + (octet << 8))}/24")
+
+
+def find_compose_file(start: Path | None = None) -> Path:
+    """$MPLAB_COMPOSE_FILE, else the first compose file in ``start`` or a parent directory."""
+    env = os.environ.get("MPLAB_COMPOSE_FILE")
+    if env:
+        return Path(env)
+    d = (start or Path.cwd()).resolve()
+    for p in [d, *d.parents]:
+        for name in COMPOSE_NAMES:
+            if (p / name).is_file():
+                return p / name
+    raise ConfigError(
+        f"no docker-compose.yml in {d} or its parents: run from the mplab checkout "
+        f"or pass --file PATH (or set MPLAB_COMPOSE_FILE)"
+    )
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything that names and addresses one lab."""
+
+    lab: str
+    compose_file: Path
+    nodes: int = 2
+    subnet: IPv4Network = IPv4Network("10.77.0.0/24")
+    gateway: IPv4Address = IPv4Address("10.77.0.1")
+    services_ip: IPv4Address = IPv4Address("10.77.0.2")
+    ip_range: IPv4Network = IPv4Network("10.77.0.64/26")
+    dhcp_start: IPv4Address = IPv4Address("10.77.0.128")
+    dhcp_end: IPv4Address = IPv4Address("10.77.0.254")
+    domain: str = "lab"
+    console_port: int = 5555
+    version: str = "dev"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def project(self) -> str:
+        return f"mplab-{self.lab}"
+
+    @property
+    def bridge(self) -> str:
+        return f"mplab-{self.lab}"
+
+    def node_names(self, n: int | None = None) -> list[str]:
+        return [f"node{i}" for i in range(1, (self.nodes if n is None else n) + 1)]
+
+    def mac(self, node: str) -> str:
+        return guest_mac(self.lab, node)
+
+    def env(self) -> dict[str, str]:
+        """The MPLAB_* variables that compose interpolates (docs/conventions.md)."""
+        return {
+            "MPLAB_LAB": self.lab,
+            "MPLAB_VERSION": self.version,
+            "MPLAB_SUBNET": str(self.subnet),
+            "MPLAB_GATEWAY": str(self.gateway),
+            "MPLAB_SERVICES_IP": str(self.services_ip),
+            "MPLAB_IP_RANGE": str(self.ip_range),
+            "MPLAB_DHCP_START": str(self.dhcp_start),
+            "MPLAB_DHCP_END": str(self.dhcp_end),
+            "MPLAB_BRIDGE": self.bridge,
+        }
+
+    def with_subnet(self, subnet: IPv4Network) -> Topology:
+        """The same layout moved into ``subnet`` (same host offsets)."""
+        delta = int(subnet.network_address) - int(self.subnet.network_address)
+
+        def mv(a: IPv4Address) -> IPv4Address:
+            return IPv4Address(int(a) + delta)
+
+        rng = IPv4Network(f"{mv(self.ip_range.network_address)}/{self.ip_range.prefixlen}")
+        return _replace(
+            self,
+            subnet=subnet,
+            gateway=mv(self.gateway),
+            services_ip=mv(self.services_ip),
+            ip_range=rng,
+            dhcp_start=mv(self.dhcp_start),
+            dhcp_end=mv(self.dhcp_end),
+        )
+
+    # ---- loading ----------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        lab: str | None = None,
+        compose_file: Path | None = None,
+        nodes: int | None = None,
+        version: str | None = None,
+    ) -> Topology:
+        """Read and validate ``compose_file``; derive the layout of ``lab`` from it."""
+        path = Path(compose_file) if compose_file else find_compose_file()
+        doc = _read_compose(path)
+        x = doc.get("x-mplab") or {}
+        if not isinstance(x, dict):
+            raise _bad(path, "x-mplab must be a mapping", "write `x-mplab:` followed by key: value lines")
+        default_lab = str(x.get("lab", DEFAULT_LAB))
+        lab = validate_lab_name(lab if lab is not None else os.environ.get("LAB") or default_lab)
+        try:
+            base = IPv4Network(str(x.get("subnet", "10.77.0.0/24")))
+            dhcp = x.get("dhcp", ["10.77.0.128", "10.77.0.254"])
+            if not (isinstance(dhcp, list) and len(dhcp) == 2):
+                raise ValueError("dhcp must be a list [start, end]")
+            topo = cls(
+                lab=lab,
+                compose_file=path.resolve(),
+                nodes=int(x.get("nodes", 2)),
+                subnet=base,
+                gateway=IPv4Address(str(x.get("gateway", base.network_address + 1))),
+                services_ip=IPv4Address(str(x.get("services_ip", base.network_address + 2))),
+                ip_range=IPv4Network(str(x.get("ip_range", "10.77.0.64/26"))),
+                dhcp_start=IPv4Address(str(dhcp[0])),
+                dhcp_end=IPv4Address(str(dhcp[1])),
+                domain=str(x.get("domain", "lab")),
+                console_port=int(x.get("console_port", 5555)),
+                version=version or os.environ.get("MPLAB_VERSION") or _read_version(path),
+                extra={k: v for k, v in x.items() if k not in _KNOWN_X},
+            )
+        except ValueError as e:
+            raise _bad(path, f"bad x-mplab value ({e})", "fix the address in x-mplab (see docs/topology.md)") from None
+        if base.prefixlen != 24:
+            raise _bad(path, f"x-mplab.subnet {base} is not a /24", "use a /24 such as 10.77.0.0/24")
+        for what, a in (
+            ("gateway", topo.gateway),
+            ("services_ip", topo.services_ip),
+            ("dhcp start", topo.dhcp_start),
+            ("dhcp end", topo.dhcp_end),
+        ):
+            if a not in base:
+                raise _bad(path, f"x-mplab {what} {a} is outside subnet {base}", "keep every address in the subnet")
+        if not topo.ip_range.subnet_of(base):
+            raise _bad(
+                path, f"x-mplab.ip_range {topo.ip_range} is outside subnet {base}", "keep ip_range in the subnet"
+            )
+        if topo.dhcp_start in topo.ip_range or topo.dhcp_end in topo.ip_range:
+            raise _bad(path, "the DHCP pool overlaps ip_range", "keep the guest pool outside the containers' ip_range")
+        if nodes is not None:
+            topo = _replace(topo, nodes=nodes)
+        validate_nodes(topo.nodes)
+        if lab != default_lab:
+            topo = topo.with_subnet(subnet_for(lab, base, default_lab))
+        return topo
+
+
+_KNOWN_X = {"lab", "nodes", "domain", "subnet", "gateway", "services_ip", "ip_range", "dhcp", "console_port"}
+
+
+def validate_nodes(n: int) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NODES:
+        raise ConfigError(f"invalid node count {n!r}: use 1..{MAX_NODES}")
+    return n
+
+
+def _replace(t: Topology, **kw: Any) -> Topology:
+    from dataclasses import replace
+
+    return replace(t, **kw)
+
+
+def _bad(path: Path, what: str, fix: str) -> ConfigError:
+    return ConfigError(f"{path}: {what}; fix: {fix}")
+
+
+def _read_version(compose: Path) -> str:
+    v = compose.parent / "VERSION"
+    return v.read_text().strip() if v.is_file() else "dev"
+
+
+def _read_compose(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: compose file not found; fix: pass --file PATH to an existing docker-compose.yml")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise _bad(path, f"not valid YAML{where}", "correct the YAML syntax") from None
+    if not isinstance(doc, dict):
+        raise _bad(path, "not a compose file (top level is not a mapping)", "start from the repo's docker-compose.yml")
+    services = doc.get("services")
+    if not isinstance(services, dict):
+        raise _bad(path, "no `services:` mapping", "define the `node` and `services` services")
+    for svc in ("node", "services"):
+        if not isinstance(services.get(svc), dict):
+            raise _bad(path, f"no service `{svc}`", f"define a `{svc}` service (see docs/topology.md)")
+    nets = doc.get("networks")
+    if not isinstance(nets, dict) or "lan" not in nets:
+        raise _bad(path, "no network `lan`", "define networks.lan (internal bridge; see docs/topology.md)")
+    return doc
