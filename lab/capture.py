@@ -82,7 +82,7 @@ class Capture:
 
     def write(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        wrpcap(str(self.path), self.packets)
+        wrpcap(str(self.path), self.packets, linktype=1)  # DLT_EN10MB
         return self.path
 
     @property

@@ -9,6 +9,7 @@ from ._common import open_lab
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("down", help="remove the lab and everything labelled with it")
+    p.add_argument("--file", dest="compose_file", default=argparse.SUPPRESS, help="compose file")
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", "-n", type=int, default=None, help="number of nodes (default from x-mplab.nodes)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for every lease")
     p.add_argument("--no-bringup", action="store_true", help="start containers only, no guest network bring-up")
+    p.add_argument("--file", dest="compose_file", default=argparse.SUPPRESS, help="compose file")
     p.set_defaults(func=run)
 
 

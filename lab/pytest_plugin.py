@@ -1,0 +1,201 @@
+"""pytest plugin (entry point ``mplab``): lab fixtures and failure artifacts.
+
+Fixtures:
+  lab        session: the lab named by --mplab-lab / env LAB (default "test"), brought up with
+             --mplab-nodes nodes (default 2); taken down at the end unless --mplab-keep.
+  nodes      session: the lab's nodes, node1..nodeN.
+  node       session: node1.
+  wire       function: a Wire over a Capture of the lab bridge for this test.
+  host_peer  function: sockets bound on the host's LAN address, closed after the test.
+
+On failure, the test's pcap and each node's console transcript (the part written during the
+test) are kept under artifacts/<test id>/ and listed in the report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .lab import Lab, Node
+
+_ARTIFACTS = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("mplab")
+    g.addoption("--mplab-lab", default=None, help="lab name (env LAB; default: test)")
+    g.addoption("--mplab-nodes", type=int, default=2, help="nodes to bring up (default 2)")
+    g.addoption("--mplab-keep", action="store_true", help="leave the lab up after the session")
+    g.addoption("--mplab-file", default=None, help="compose file (default: found from the cwd)")
+    g.addoption("--mplab-artifacts", default="artifacts", help="artifacts dir (default: artifacts)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "mplab: test uses the mplab lab")
+
+
+def artifacts_root(config: pytest.Config) -> Path:
+    return Path(config.getoption("--mplab-artifacts")).resolve()
+
+
+def _test_dir(config: pytest.Config, nodeid: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.replace("::", "__")).strip("_")
+    return artifacts_root(config) / safe[:150]
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    cfg = request.config
+    name = cfg.getoption("--mplab-lab") or os.environ.get("LAB") or "test"
+    cf = cfg.getoption("--mplab-file")
+    tr = cfg.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(msg: str) -> None:
+        if tr is not None:
+            tr.write_line(msg)
+
+    the_lab = Lab(name, compose_file=Path(cf) if cf else None, progress=progress)
+    the_lab.artifacts = artifacts_root(cfg) / f"lab-{name}"
+    the_lab.artifacts.mkdir(parents=True, exist_ok=True)
+    try:
+        the_lab.up(nodes=cfg.getoption("--mplab-nodes"))
+    except BaseException:
+        if not cfg.getoption("--mplab-keep"):
+            the_lab.down()
+        raise
+    yield the_lab
+    the_lab.close()
+    if not cfg.getoption("--mplab-keep"):
+        the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def nodes(lab: Lab) -> list[Node]:
+    return lab.nodes
+
+
+@pytest.fixture(scope="session")
+def node(nodes: list[Node]) -> Node:
+    return nodes[0]
+
+
+@pytest.fixture(autouse=True)
+def _mplab_marks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remember where each console transcript stood when a lab test began."""
+    if "lab" not in request.fixturenames:
+        yield
+        return
+    the_lab: Lab = request.getfixturevalue("lab")
+    st = request.node.stash.setdefault(_ARTIFACTS, {})
+    st["lab"] = the_lab
+    st["marks"] = {nd.name: len(nd._console._log.data) if nd._console else 0 for nd in the_lab._nodes.values()}
+    yield
+
+
+@pytest.fixture
+def wire(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any]:
+    from .capture import Wire
+
+    d = _test_dir(request.config, request.node.nodeid)
+    cap = lab.capture(d / "wire.pcap")
+    cap.start()
+    request.node.stash.setdefault(_ARTIFACTS, {})["capture"] = cap
+    try:
+        yield Wire(cap)
+    finally:
+        cap.stop()
+
+
+class HostPeer:
+    """Sockets on the host's LAN address (the lab bridge's gateway)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.ip = lab.host_ip
+        self._socks: list[socket.socket] = []
+
+    def _track(self, s: socket.socket) -> socket.socket:
+        self._socks.append(s)
+        return s
+
+    def tcp_server(self, port: int = 0, backlog: int = 4, timeout: float = 10.0) -> socket.socket:
+        """A listening TCP socket on (host_ip, port); ``.getsockname()[1]`` gives the port."""
+        s = self._track(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(timeout)
+        s.bind((self.ip, port))
+        s.listen(backlog)
+        return s
+
+    def udp(self, port: int = 0, timeout: float = 10.0) -> socket.socket:
+        """A UDP socket bound on (host_ip, port)."""
+        s = self._track(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        s.settimeout(timeout)
+        s.bind((self.ip, port))
+        return s
+
+    def tcp_connect(self, ip: str, port: int, timeout: float = 10.0) -> socket.socket:
+        """A TCP client from the host's LAN address to a lab address."""
+        if not self.lab.subnet.overlaps(__import__("ipaddress").ip_network(f"{ip}/32")):
+            raise ValueError(f"{ip} is not in lab {self.lab.name}'s subnet {self.lab.subnet}")
+        s = self._track(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        s.settimeout(timeout)
+        s.bind((self.ip, 0))
+        s.connect((ip, port))
+        return s
+
+    def close(self) -> None:
+        for s in self._socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self._socks.clear()
+
+
+@pytest.fixture
+def host_peer(lab: Lab) -> Iterator[HostPeer]:
+    hp = HostPeer(lab)
+    try:
+        yield hp
+    finally:
+        hp.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    rep = yield
+    st = item.stash.get(_ARTIFACTS, None)
+    if not st:
+        return rep
+    d = _test_dir(item.config, item.nodeid)
+    failed = rep.failed and rep.when in ("setup", "call")
+    if failed:
+        paths: list[str] = []
+        cap = st.get("capture")
+        if cap is not None:
+            paths.append(str(cap.write()))
+        the_lab: Lab | None = st.get("lab")
+        if the_lab is not None:
+            for nd in the_lab._nodes.values():
+                if nd._console is None:
+                    continue
+                start = st.get("marks", {}).get(nd.name, 0)
+                p = d / f"{nd.name}.console.txt"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(bytes(nd._console._log.data[start:]))
+                paths.append(str(p))
+        st["kept"] = True
+        if paths:
+            rep.sections.append(("mplab artifacts", "\n".join(paths)))
+    elif rep.when == "teardown" and not st.get("kept") and d.is_dir():
+        shutil.rmtree(d, ignore_errors=True)
+    return rep
