@@ -233,3 +233,64 @@ def test_killed_qemu_shows_down_with_console_tail() -> None:
             timeout=60,
         )
         assert p.returncode == 1 and "down" in p.stdout and "console tail" in p.stdout, p.stdout
+
+
+def test_exec_round_trip_is_fast(node: Node) -> None:
+    import statistics
+
+    node.eval("0")
+    ts = []
+    for _ in range(50):
+        t = time.perf_counter()
+        node.eval("1")
+        ts.append(time.perf_counter() - t)
+    med = statistics.median(ts) * 1000
+    print(f"median exec round trip {med:.2f} ms")
+    assert med <= 10.0, f"median exec round trip {med:.1f} ms (goal 5 ms)"
+
+
+FAILING = """
+from scapy.layers.inet import TCP
+
+def test_fails_on_the_wire(node, wire):
+    node.eval("1")
+    wire.expect(TCP, dport=4, within=0.3)
+"""
+
+
+def test_failure_keeps_pcap_and_transcripts(tmp_path: Path) -> None:
+    t = tmp_path / "test_inner.py"
+    t.write_text(FAILING)
+    art = tmp_path / "artifacts"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(t),
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "--mplab-lab",
+            "tart",
+            "--mplab-nodes",
+            "1",
+            "--mplab-file",
+            str(REPO / "docker-compose.yml"),
+            "--mplab-artifacts",
+            str(art),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 1, p.stdout + p.stderr
+    out = p.stdout
+    assert "mplab artifacts" in out and "wire.pcap" in out and "node1.console.txt" in out, out
+    assert "no matching packet within" in out and "pcap:" in out, out
+    (d,) = [x for x in art.iterdir() if x.name.startswith("test_inner")]
+    assert (d / "wire.pcap").stat().st_size > 24
+    assert "print(repr(1))" in (d / "node1.console.txt").read_text()
+    assert leftovers("tart") == {}
