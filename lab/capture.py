@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scapy.config import conf
+from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.sendrecv import AsyncSniffer
 from scapy.utils import wrpcap
@@ -82,7 +83,9 @@ class Capture:
 
     def write(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        wrpcap(str(self.path), self.packets, linktype=1)  # DLT_EN10MB
+        # the bridge is Ethernet; a frame scapy could not dissect comes back as Raw
+        pkts = [p if isinstance(p, Ether) else Ether(bytes(p)) for p in self.packets]
+        wrpcap(str(self.path), pkts, linktype=1)  # DLT_EN10MB
         return self.path
 
     @property
