@@ -131,7 +131,8 @@ class ComposeRuntime(Runtime):
         return self._compose
 
     def _compose_run(self, topo: Topology, args: Sequence[str], timeout: float = 300.0) -> None:
-        cmd = [*self.compose_cmd(), "-p", topo.project, "-f", str(topo.compose_file), *args]
+        files = [a for f in (topo.compose_file, *topo.overrides) for a in ("-f", str(f))]
+        cmd = [*self.compose_cmd(), "-p", topo.project, *files, *args]
         self._run(cmd, env=topo.env(), timeout=timeout, cwd=topo.compose_file.parent)
 
     # ---- lifecycle ------------------------------------------------------------------

@@ -88,6 +88,8 @@ class Topology:
     console_port: int = 5555
     version: str = "dev"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # extra compose files merged over compose_file (`-f` each), e.g. a per-run firmware volume
+    overrides: tuple[Path, ...] = ()
 
     @property
     def project(self) -> str:
