@@ -1,0 +1,100 @@
+"""Socket conformance suite: shared fixtures on top of the lab's pytest plugin.
+
+The lab plugin gives ``lab`` (session), ``node``/``nodes``, ``wire`` and ``host_peer``. This
+file adds what only this suite needs:
+
+* the ``check(method, name)`` marker, recorded as JUnit properties for the conformance
+  report (scripts/conformance.py);
+* ``port``: a fresh port per test (tests never share a port, so TIME_WAIT and stale
+  listeners of one test cannot leak into another);
+* ``addrs``: the lab addresses the tests may use (host, services, an address nobody holds).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_ports = itertools.count(20000 + (os.getpid() % 200) * 200, 10)  # 10 ports per test
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "check(method, name): the usocket method and the check a test covers")
+
+
+@pytest.fixture(autouse=True)
+def _record_check(request: pytest.FixtureRequest, record_property: Any) -> None:
+    m = request.node.get_closest_marker("check")
+    if m is not None:
+        method, name = m.args[0], m.args[1]
+        record_property("method", method)
+        record_property("check", name)
+    xf = request.node.get_closest_marker("xfail")
+    if xf is not None:
+        record_property("deviation", xf.kwargs.get("reason", ""))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.stash[_CALL] = rep
+    return rep
+
+
+_CALL = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.fixture(autouse=True)
+def _keep_evidence(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keep the pcap of deviations (xfail/xpass) -- and of every test with
+    MPLAB_KEEP_PCAPS=1 -- under artifacts/conformance/<test id>/ for the report. (The lab
+    plugin keeps failures' pcaps and console logs itself, under artifacts/<test id>/.)"""
+    if "wire" not in request.node.fixturenames:
+        yield
+        return
+    wire = request.getfixturevalue("wire")
+    yield
+    rep = request.node.stash.get(_CALL, None)
+    deviation = rep is not None and hasattr(rep, "wasxfail")
+    if not (deviation or os.environ.get("MPLAB_KEEP_PCAPS") == "1") or (rep is not None and rep.failed):
+        return
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid.replace("::", "__")).strip("_")[:150]
+    root = Path(request.config.getoption("--mplab-artifacts", "artifacts")).resolve()
+    dst = root / "conformance" / safe / "wire.pcap"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(wire.capture.write(), dst)
+
+
+@pytest.fixture
+def port() -> int:
+    """A port no other test in this run uses (port..port+9 are the test's)."""
+    return next(_ports)
+
+
+@dataclass(frozen=True)
+class Addrs:
+    host: str  # the host's address on the lab bridge (the gateway)
+    services: str  # dnsmasq + peers
+    silent: str  # in the lab subnet, held by nobody (ARP goes unanswered)
+    broadcast: str  # the subnet's directed broadcast
+    network: ipaddress.IPv4Network
+
+
+@pytest.fixture(scope="session")
+def addrs(lab: Any) -> Addrs:
+    net = ipaddress.ip_network(str(lab.topology.subnet))
+    host = str(lab.host_ip)
+    services = str(lab.services_ip)
+    # below the node IPAM range (.64/26) and the guest DHCP pool (.128-.254): nobody holds it
+    silent = str(net.network_address + 37)
+    return Addrs(host, services, silent, str(net.broadcast_address), net)

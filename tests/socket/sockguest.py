@@ -1,0 +1,91 @@
+"""Guest-side helpers: run a socket snippet on a node's REPL and get back a structured result
+(value, or errno of the OSError it raised, and the guest-measured duration).
+
+Everything goes through ``node.exec`` (the lab's public API); the snippet runs in the guest's
+global namespace, so later calls can use names an earlier call made.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+_WRAP = """\
+import socket, time, errno
+_t0 = time.ticks_ms()
+try:
+{body}
+    _r = ('ok', {expr})
+except OSError as _e:
+    _n = _e.errno if isinstance(_e.errno, int) else _e.args[0]
+    _r = ('err', _n)
+except Exception as _e:
+    _r = ('exc', type(_e).__name__ + ': ' + str(_e))
+print(repr((_r, time.ticks_diff(time.ticks_ms(), _t0))))
+"""
+
+
+@dataclass
+class Result:
+    """What a guest snippet did: ``kind`` is ok | err | exc."""
+
+    kind: str
+    value: Any
+    ms: int
+    code: str
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+    @property
+    def errno(self) -> str | int | None:
+        """Symbolic name of the guest's errno ("ECONNRESET"), or the raw int when the
+        guest has no name for it (getaddrinfo's negative lwIP codes)."""
+        return self.value if self.kind == "err" else None
+
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1000.0
+
+    def __repr__(self) -> str:
+        return f"<guest {self.kind} {self.value!r} in {self.ms} ms; code: {self.code.strip()!r}>"
+
+
+def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0) -> Result:
+    """Run ``body`` then evaluate ``expr`` (must repr as a literal) on the guest."""
+    body = textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
+    code = _WRAP.format(body=body, expr=expr)
+    out = node.exec(code, timeout=timeout)
+    line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
+    (kind, value), ms = ast.literal_eval(line)
+    if kind == "err":
+        value = errno_name(node, value)
+    return Result(kind, value, ms, body)
+
+
+# newlib's numbering (the firmware is built against newlib, MICROPY_USE_INTERNAL_ERRNO=0):
+# names the guest's errno module does not export.
+_NEWLIB = {
+    13: "EACCES",
+    106: "EAFNOSUPPORT",
+    121: "EDESTADDRREQ",
+    122: "EMSGSIZE",
+    123: "EPROTONOSUPPORT",
+    127: "EISCONN",
+    128: "ENOTCONN",
+}
+_names: dict[int, dict[int, str]] = {}
+
+
+def errno_name(node: Any, n: int) -> str | int:
+    """Symbolic name of a guest errno ("ECONNRESET"); negative lwIP/DNS codes stay ints."""
+    if n < 0:
+        return n
+    key = id(node)
+    if key not in _names:
+        table = node.eval("(lambda m: {getattr(m, k): k for k in dir(m) if k[0] == 'E'})(__import__('errno'))")
+        _names[key] = {**_NEWLIB, **table}
+    return _names[key].get(n, n)

@@ -1,0 +1,38 @@
+"""Module constants: the exact values spec/usocket.rst gives, and nothing on the wire."""
+
+from __future__ import annotations
+
+import pytest
+from sockguest import run
+
+SPEC = {
+    "AF_INET": 2,
+    "AF_INET6": 10,
+    "SOCK_STREAM": 1,
+    "SOCK_DGRAM": 2,
+    "SOCK_RAW": 3,
+    "SO_REUSEADDR": 4,
+    "IPPROTO_TCP": 6,
+    "IPPROTO_UDP": 17,
+    "SOL_SOCKET": 4095,
+}
+
+
+@pytest.mark.check("constants", "values as in the spec")
+@pytest.mark.parametrize("name", sorted(SPEC))
+def test_constant_value(node, name):
+    r = run(node, expr=f"socket.{name}")
+    assert r.ok, r
+    assert r.value == SPEC[name], f"socket.{name} = {r.value}, spec says {SPEC[name]}"
+
+
+@pytest.mark.check("constants", "usocket is the same module as socket")
+def test_usocket_alias(node):
+    r = run(node, "import usocket", "usocket is socket or usocket.socket is socket.socket")
+    assert r.ok and r.value is True, r
+
+
+@pytest.mark.check("constants", "no socket.error (spec: MicroPython raises OSError)")
+def test_no_socket_error(node):
+    r = run(node, expr="hasattr(socket, 'error')")
+    assert r.ok and r.value is False, r
