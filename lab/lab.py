@@ -142,6 +142,34 @@ class Node:
             self._console.close()
             self._console = None
 
+    # ---- impairments and link (lab/impair.py, docs/impairments.md) ---------------------
+    def impair(self, **fields: Any) -> Any:
+        """Impair the node's link in the kernel (tc netem): ``impair(loss="10%", delay="100ms")``.
+
+        Replaces earlier impairments. Returns the ``Impairment``; ``with node.impair(...):``
+        clears on exit.
+        """
+        from .impair import apply, make
+
+        return apply(self, make(**fields))
+
+    def clear_impairments(self) -> None:
+        from .impair import clear
+
+        clear(self)
+
+    def impairments(self) -> dict[str, str]:
+        """Active impairments read back from the kernel, e.g. ``{"loss": "10%", "direction": "out"}``."""
+        from .impair import current
+
+        return current(self)
+
+    def link(self, up: bool) -> None:
+        """Carrier on/off at the guest's NIC (QMP set_link on net0): the guest sees the link go."""
+        import json
+
+        self.qmp(json.dumps({"execute": "set_link", "arguments": {"name": "net0", "up": bool(up)}}))
+
 
 class Lab:
     """A lab: containers on a Docker LAN, one services container, N nodes.
@@ -192,10 +220,20 @@ class Lab:
     def subnet(self) -> IPv4Network:
         return self.topology.subnet
 
-    def capture(self, path: Path | str, bpf: str | None = None, node: str | None = None) -> Any:
-        """A (not yet started) Capture on the lab bridge, optionally of one node's frames."""
+    def capture(
+        self, path: Path | str, bpf: str | None = None, node: str | None = None, console: bool = False
+    ) -> Any:
+        """A (not yet started) Capture on the lab bridge, optionally of one node's frames.
+
+        The host's serial-console sessions to the node containers cross the same bridge; they
+        are left out unless ``console`` is true, so pcaps hold the guests' traffic only.
+        """
         from .capture import Capture
 
+        if not console:
+            topo = self.topology
+            no_console = f"not (tcp port {topo.console_port} and net {topo.ip_range})"
+            bpf = f"({bpf}) and {no_console}" if bpf else no_console
         return Capture(self.bridge, path, bpf=bpf, mac=self.topology.mac(node) if node else None)
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -273,6 +311,9 @@ class Lab:
         self.runtime.check()
         self.close()
         swept = self.runtime.down(self.name, self.topology)
+        from .impair import host_cleanup
+
+        swept += host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)
         self.progress(f"lab {self.name}: down")
         return swept
 

@@ -173,7 +173,9 @@ class ComposeRuntime(Runtime):
         ids = self._ids(["network", "ls", "-q"])
         if not ids:
             return {}
-        p = self._run([self.docker, "network", "inspect", *ids], timeout=60)
+        # Another lab may remove a network between `ls` and `inspect`: that's not an error here,
+        # and docker then prints what it could inspect (stdout) beside the error.
+        p = self._run([self.docker, "network", "inspect", *ids], timeout=60, check=False)
         out: dict[str, str] = {}
         for n in json.loads(p.stdout or "[]"):
             for cfg in (n.get("IPAM") or {}).get("Config") or []:
