@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket lint conformance bench clean
+	lab-logs test test-firmware test-lab test-socket lint conformance clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -73,6 +73,9 @@ test-lab: setup ## only the lab tests
 
 test-socket: setup ## only the socket conformance suite
 	@$(PY) -m pytest tests/socket $(PYTEST_ARGS)
+
+conformance: setup ## socket conformance report: reports/conformance.{md,html}
+	@$(PY) scripts/conformance.py --lab $(LAB) -- $(PYTEST_ARGS)
 
 lint: venv ## ruff on the Python code
 	@$(VENV)/bin/ruff check lab tests firmware/scripts
