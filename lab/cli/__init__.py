@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from ..console import ConsoleError
 from ..errors import LabError
-from . import capture, console, cp, down, exec_, logs, reset, status, up
+from . import capture, console, cp, down, exec_, impair, link, logs, repro, reset, status, up
 
-VERBS = [up, down, status, console, exec_, cp, capture, logs, reset]
+VERBS = [up, down, status, console, exec_, cp, capture, logs, reset, repro, impair, link]
 
 
 class _Parser(argparse.ArgumentParser):
