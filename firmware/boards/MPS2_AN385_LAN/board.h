@@ -13,6 +13,7 @@
 
 // External interrupt lines (QEMU hw/arm/mps2.c).
 #define MPLAB_IRQ_UART0_RX      (0)
+#define MPLAB_IRQ_TIMER0        (8)
 #define MPLAB_IRQ_ETHERNET      (13)
 #define MPLAB_NUM_IRQS          (32)
 

@@ -117,10 +117,50 @@ void mp_hal_delay_us(mp_uint_t us) {
     }
 }
 
+// CMSDK APB timer 0: a one-shot wake-up, so that sleeps end on time between ticks.
+typedef struct {
+    volatile uint32_t CTRL;
+    volatile uint32_t VALUE;
+    volatile uint32_t RELOAD;
+    volatile uint32_t INTCLEAR;
+} cmsdk_timer_t;
+
+#define TIMER0 ((cmsdk_timer_t *)0x40000000)
+#define TIMER_CTRL_ENABLE   (1 << 0)
+#define TIMER_CTRL_INTEN    (1 << 3)
+
+static void timer0_handler(void) {
+    TIMER0->INTCLEAR = 1;
+    TIMER0->CTRL = 0;
+    mplab_signal_event();
+}
+
+static void wake_after_us(uint32_t us) {
+    TIMER0->CTRL = 0;
+    TIMER0->INTCLEAR = 1;
+    TIMER0->RELOAD = 0;
+    TIMER0->VALUE = us * (MPLAB_CPU_HZ / 1000000);
+    TIMER0->CTRL = TIMER_CTRL_ENABLE | TIMER_CTRL_INTEN;
+}
+
 void mp_hal_delay_ms(mp_uint_t ms) {
-    uint32_t start = mp_hal_ticks_ms();
-    while (mp_hal_ticks_ms() - start < ms) {
-        mp_event_wait_ms(ms - (mp_hal_ticks_ms() - start));
+    // Microsecond arithmetic (exact sleeps) in chunks that can't overflow the 32-bit counter.
+    for (; ms > 60000; ms -= 60000) {
+        mp_hal_delay_ms(60000);
+    }
+    uint32_t start = mp_hal_ticks_us();
+    uint32_t total = ms * 1000;
+    for (;;) {
+        uint32_t elapsed = mp_hal_ticks_us() - start;
+        if (elapsed >= total) {
+            break;
+        }
+        uint32_t remaining = total - elapsed;
+        if (remaining <= MPLAB_TICK_MS * 1000) {
+            // Ends before the next tick: a one-shot timer wakes us, not the tick.
+            wake_after_us(remaining);
+        }
+        mp_event_wait_ms(remaining / 1000);
     }
 }
 
@@ -273,6 +313,7 @@ void mplab_board_init(void) {
 
     mplab_irq_set_handler(MPLAB_IRQ_UART0_RX, uart0_rx_handler, MPLAB_PRI_DEVICE);
     UART0->CTRL |= UART_CTRL_RX_INTEN;
+    mplab_irq_set_handler(MPLAB_IRQ_TIMER0, timer0_handler, MPLAB_PRI_DEVICE);
 }
 
 __attribute__((noreturn)) void mplab_system_reset(void) {
