@@ -23,7 +23,6 @@
 #define NVIC_IPR        ((volatile uint8_t *)0xe000e400)
 
 #define ICSR_PENDSVSET  (1u << 28)
-#define ICSR_PENDSTSET  (1u << 26)
 
 // ---------------------------------------------------------------------------
 // Vector table in RAM: the port's startup table has only the 16 system exceptions,
@@ -54,29 +53,53 @@ static void pendsv_handler(void) {
 }
 
 // ---------------------------------------------------------------------------
-// Time base: SysTick at MPLAB_TICK_HZ; sub-tick resolution from its down-counter.
+// Time base. Time is read from a free-running counter (CMSDK dual timer 1, 32-bit at the CPU
+// clock), extended to 64 bits. Counting SysTick interrupts instead would lose time whenever
+// the host runs QEMU late (1.5 % under load, measured), since QEMU restarts a late periodic
+// timer from "now". SysTick only wakes the CPU for lwIP's timers and keeps the extension fed.
 
 #define SYSTICK_RELOAD (MPLAB_CPU_HZ / MPLAB_TICK_HZ - 1)
-static volatile uint32_t tick_count;
+
+typedef struct {
+    volatile uint32_t LOAD;
+    volatile uint32_t VALUE;
+    volatile uint32_t CTRL;
+    volatile uint32_t INTCLR;
+} cmsdk_dualtimer_t;
+
+#define CLOCK_TIMER ((cmsdk_dualtimer_t *)0x40002000)
+#define DUALTIMER_CTRL_32BIT    (1 << 1)
+#define DUALTIMER_CTRL_ENABLE   (1 << 7)
+
+static uint32_t clock_last_raw;
+static uint64_t clock_cycles;
+
+// CPU cycles since boot. Must run at least once per wrap (171 s); SysTick sees to that.
+static uint64_t clock_read_cycles(void) {
+    uint32_t primask;
+    __asm volatile ("mrs %0, primask\n cpsid i" : "=r" (primask));
+    uint32_t raw = ~CLOCK_TIMER->VALUE; // it counts down from 0xffffffff
+    clock_cycles += raw - clock_last_raw;
+    clock_last_raw = raw;
+    uint64_t cycles = clock_cycles;
+    __asm volatile ("msr primask, %0" : : "r" (primask));
+    return cycles;
+}
+
+static void clock_init(void) {
+    CLOCK_TIMER->CTRL = 0;
+    CLOCK_TIMER->LOAD = 0xffffffff;
+    CLOCK_TIMER->CTRL = DUALTIMER_CTRL_ENABLE | DUALTIMER_CTRL_32BIT; // free-running, no prescale
+    clock_last_raw = ~CLOCK_TIMER->VALUE;
+}
 
 static void systick_handler(void) {
-    tick_count += 1;
-    mplab_eth_tick(tick_count * MPLAB_TICK_MS);
+    uint64_t cycles = clock_read_cycles();
+    mplab_eth_tick((uint32_t)(cycles / (MPLAB_CPU_HZ / 1000)));
 }
 
 static uint64_t ticks_us64(void) {
-    uint32_t primask;
-    __asm volatile ("mrs %0, primask\n cpsid i" : "=r" (primask));
-    uint32_t ticks = tick_count;
-    uint32_t cvr = SYST_CVR;
-    // A wrap that happened after interrupts were masked is pending but not yet counted.
-    if (SCB_ICSR & ICSR_PENDSTSET) {
-        ticks += 1;
-        cvr = SYST_CVR;
-    }
-    __asm volatile ("msr primask, %0" : : "r" (primask));
-    uint32_t elapsed_cycles = SYSTICK_RELOAD - cvr;
-    return (uint64_t)ticks * (1000000 / MPLAB_TICK_HZ) + elapsed_cycles / (MPLAB_CPU_HZ / 1000000);
+    return clock_read_cycles() / (MPLAB_CPU_HZ / 1000000);
 }
 
 mp_uint_t mp_hal_ticks_us(void) {
@@ -84,25 +107,16 @@ mp_uint_t mp_hal_ticks_us(void) {
 }
 
 mp_uint_t mp_hal_ticks_ms(void) {
-    uint32_t primask;
-    __asm volatile ("mrs %0, primask\n cpsid i" : "=r" (primask));
-    uint32_t ticks = tick_count;
-    uint32_t cvr = SYST_CVR;
-    if (SCB_ICSR & ICSR_PENDSTSET) {
-        ticks += 1;
-        cvr = SYST_CVR;
-    }
-    __asm volatile ("msr primask, %0" : : "r" (primask));
-    return ticks * MPLAB_TICK_MS + (SYSTICK_RELOAD - cvr) / (MPLAB_CPU_HZ / 1000);
+    return (mp_uint_t)(clock_read_cycles() / (MPLAB_CPU_HZ / 1000));
 }
 
 mp_uint_t mp_hal_ticks_cpu(void) {
-    return (mp_uint_t)ticks_us64() * (MPLAB_CPU_HZ / 1000000);
+    return (mp_uint_t)clock_read_cycles();
 }
 
 uint64_t mp_hal_time_ns(void) {
     // No RTC on the AN385: time counts from boot, offset to the port's epoch.
-    return ticks_us64() * 1000ULL;
+    return clock_read_cycles() * (1000000000ULL / MPLAB_CPU_HZ);
 }
 
 void mp_hal_delay_us(mp_uint_t us) {
@@ -307,6 +321,7 @@ void mplab_board_init(void) {
     // PendSV lowest (bits 23:16 of SHPR3), SysTick with the devices (bits 31:24).
     SCB_SHPR3 = (SCB_SHPR3 & 0x0000ffff) | ((uint32_t)MPLAB_PRI_DEVICE << 24) | ((uint32_t)MPLAB_PRI_PENDSV << 16);
 
+    clock_init();
     SYST_RVR = SYSTICK_RELOAD;
     SYST_CVR = 0;
     SYST_CSR = 7; // processor clock, interrupt, enable
