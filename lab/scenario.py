@@ -212,7 +212,8 @@ ACTIONS: dict[str, str] = {
     "impair": "{node, loss, delay, jitter, duplicate, reorder, rate, corrupt}",
     "clear": "{node}",
     "link": "{node, up: true|false}",
-    "inject": "{kind: rst|icmp_port_unreachable|icmp_host_unreachable|garp|arp_change|packet, ...}",
+    "inject": "{kind: rst (client, client_port, server, server_port, to) | icmp_port_unreachable / "
+    "icmp_host_unreachable (of: {layer, fields}, src) | garp / arp_change (ip, mac) | packet (hex)}",
     "sleep": "seconds",
     "wait_for": "{console: {node, match} | wire: {layer, fields} | step: ID, timeout}",
     "send": "{peer, to, port, data, count, interval}",
@@ -583,8 +584,18 @@ def _check_action(
         k = v.required(a, at, "kind", f"add `kind:` ({', '.join(kinds)})")
         if k not in kinds:
             raise v.err((*at, "kind"), f"unknown injection {k!r}", f"use one of: {', '.join(kinds)}")
-        if "node" in a:
-            node_ok(a["node"], (*at, "node"))
+        need = {
+            "rst": ("client", "client_port", "server", "server_port"),
+            "icmp_port_unreachable": ("of",),
+            "icmp_host_unreachable": ("of",),
+            "garp": ("ip", "mac"),
+            "arp_change": ("ip", "mac"),
+            "packet": ("hex",),
+        }[k]
+        for key in need:
+            v.required(a, at, key, f"inject {k} needs {', '.join(need)} (see docs/field-bugs.md)")
+        if "of" in a:
+            a = {**a, "of": dataclasses.asdict(_check_wire_spec(v, a["of"], (*at, "of")))}
         return a, None
     if act == "send":
         v.keys(a, at, {"peer", "to", "port", "data", "count", "interval"})
@@ -961,11 +972,13 @@ def _external_peer(lab: Any, p: Peer) -> Any:
         cls = getattr(mod, "DnsResponder", None)
     if cls is None:
         raise LabError(f"peer kind {p.kind}: no peer class in {mod.__name__}")
-    if p.port:
+    if p.port and p.kind == "tcp_peer":
         opts["port"] = p.port
+    if "node" in opts:
+        opts["node"] = lab.node(str(opts["node"]))
     obj = cls(lab, **opts)
     if hasattr(obj, "start"):
-        obj.start()
+        obj = obj.start() or obj
     elif hasattr(obj, "__enter__"):
         obj = obj.__enter__() or obj
     return obj
@@ -1220,7 +1233,7 @@ class Runner:
         elif act == "link":
             _link(self.lab.node(a["node"]), bool(a["up"]))
         elif act == "inject":
-            r.note = _inject(self.lab, a)
+            r.note = _inject(self, a)
         elif act == "send":
             self._send(a, r)
         elif act == "tcp_connect":
@@ -1566,33 +1579,50 @@ def _link(node: Any, up: bool) -> None:
     node.qmp(json.dumps({"execute": "set_link", "arguments": {"name": "net0", "up": up}}))
 
 
-def _inject(lab: Any, a: dict[str, Any]) -> str:
+def _inject(runner: Runner, a: dict[str, Any]) -> str:
+    """Build the packet with lab/inject.py's helpers and put it on the bridge."""
     try:
         from . import inject as mod
     except ImportError:
         raise LabError("inject steps need lab/inject.py, which is not installed") from None
+    lab = runner.lab
     kind = a["kind"]
-    kw = {k: x for k, x in a.items() if k != "kind"}
-    if "node" in kw:
-        kw["node"] = lab.node(kw["node"])
-    builders = {
-        "rst": "tcp_rst_for",
-        "icmp_port_unreachable": "icmp_port_unreachable",
-        "icmp_host_unreachable": "icmp_host_unreachable",
-        "garp": "gratuitous_arp",
-        "arp_change": "arp_change",
-    }
-    if kind == "packet":
+
+    def ip_of(x: Any) -> str:
+        return str(runner.vars.get(str(x), x))
+
+    if kind == "rst":
+        cport = int(a["client_port"])
+        if cport == 0:  # the client's ephemeral port: from the latest segment of that connection
+            spec = WireSpec(
+                "TCP", {"src": ip_of(a["client"]), "dst": ip_of(a["server"]), "dport": int(a["server_port"])}
+            )
+            seen = [p for p in runner._packets() if _match(p, spec)]
+            if not seen:
+                raise LabError(f"inject rst: no captured segment {_spec_str(spec)}")
+            cport = int(seen[-1].sport)
+        pkt = mod.tcp_rst_for(
+            runner._packets(),
+            ip_of(a["client"]),
+            cport,
+            ip_of(a["server"]),
+            int(a["server_port"]),
+            to=str(a.get("to", "client")),
+        )
+    elif kind in ("icmp_port_unreachable", "icmp_host_unreachable"):
+        spec = WireSpec(str(a["of"]["layer"]), dict(a["of"].get("fields") or {}))
+        orig = [p for p in runner._packets() if _match(p, spec)]
+        if not orig:
+            raise LabError(f"inject {kind}: no captured packet {_spec_str(spec)} to quote")
+        pkt = getattr(mod, kind)(orig[-1], src=ip_of(a["src"]) if a.get("src") else None)
+    elif kind in ("garp", "arp_change"):
+        pkt = mod.gratuitous_arp(ip_of(a["ip"]), str(a["mac"]), reply=bool(a.get("reply", True)))
+    else:
         from scapy.layers.l2 import Ether
 
-        pkt = Ether(bytes.fromhex(str(kw["hex"])))
-    else:
-        fn = getattr(mod, builders[kind], None)
-        if fn is None:
-            raise LabError(f"lab/inject.py has no {builders[kind]}()")
-        pkt = fn(lab, **kw)
-    mod.inject(lab, pkt)
-    return f"injected {kind}: {pkt.summary() if hasattr(pkt, 'summary') else pkt}"
+        pkt = Ether(bytes.fromhex(str(a["hex"])))
+    mod.inject(lab, pkt, count=int(a.get("count", 1)))
+    return f"injected {kind}: {pkt.summary()}"
 
 
 # ---- bundle ----------------------------------------------------------------------------

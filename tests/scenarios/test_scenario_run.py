@@ -94,3 +94,16 @@ def test_matrix_fixed_release_does_not_reproduce(tmp_path: Path) -> None:
     assert "1.25.0    reproduced" in table and "1.26.1    not reproduced" in table, r.stdout
     assert "received 3" in r.stdout  # 1.26.1's queue delivered all three
     assert not leftovers()
+
+
+def test_timeline_impair_clear_and_injected_rst(tmp_path: Path) -> None:
+    """The timeline drives lab/impair.py and lab/inject.py: an RST injected into the guest's
+    connection (port taken from the capture) gives ECONNRESET in the guest."""
+    out = tmp_path / "b"
+    r = repro(str(Path(__file__).with_name("timeline-actions.yml")), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = json.loads((out / "verdict.json").read_text())
+    steps = {s["id"]: s for s in v["steps"]}
+    assert steps["slow"]["note"] == "rate=100kbit" and "injected rst" in steps["rst"]["note"]
+    assert "errno 104" in steps["after"]["output"]
+    assert not leftovers()
