@@ -158,6 +158,12 @@ class Wire:
         """A timestamp to pass as ``since`` to later assertions."""
         return time.time()
 
+    def inject(self, pkt: Packet, count: int = 1) -> None:
+        """Send an Ethernet frame on the captured lab bridge (lab/inject.py has the builders)."""
+        from .inject import send_on
+
+        send_on(self.capture.iface, pkt, count)
+
     def _fail(self, expected: Iterable[str], note: str, found: Sequence[Packet] = ()) -> AssertionError:
         self.capture.write()
         ps = self.packets()

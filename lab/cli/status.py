@@ -24,6 +24,7 @@ def print_status(lab: Lab) -> int:
     print(f"lab {lab.name}: subnet {lab.subnet}, host {lab.host_ip} on bridge {lab.bridge}")
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _print_impairments(lab, rows)
     down = 0
     for r in rows:
         if r.console_tail:
@@ -31,6 +32,17 @@ def print_status(lab: Lab) -> int:
             print(f"\n{r.name} is down; console tail:")
             print("  " + "\n  ".join(r.console_tail.rstrip().splitlines()))
     return 1 if down else 0
+
+
+def _print_impairments(lab: Lab, rows: list) -> None:
+    """One line per impaired node (lab/impair.py reads them back from the kernel)."""
+    from ..impair import describe
+
+    for r in rows:
+        if r.state == "up":
+            imp = lab.node(r.name).impairments()
+            if imp:
+                print(f"impairments {r.name}: {describe(imp)}")
 
 
 def run(args: argparse.Namespace) -> int:
