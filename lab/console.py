@@ -268,7 +268,7 @@ class Console:
         guest is then interrupted with Ctrl-C) or ConsoleClosed.
         """
         if self._mode != self._RAW:
-            self.enter_raw(timeout=min(timeout, 10.0) if timeout > 0 else 10.0)
+            self.enter_raw(timeout=timeout if timeout > 0 else 10.0)
         data = code.encode()
         sent = f"exec {_head(code)!r}"
         try:

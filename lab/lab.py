@@ -125,7 +125,8 @@ class Node:
             self.wait_connected(timeout)
 
     def bringup(self) -> None:
-        self.exec(bringup_code(self.name), timeout=10.0)
+        # Generous: a node booting on a loaded host can take seconds to answer its console.
+        self.exec(bringup_code(self.name), timeout=30.0)
 
     def connected(self) -> bool:
         return bool(self.eval("lan.isconnected()", timeout=5.0))
