@@ -10,6 +10,7 @@
 #include "shared/runtime/gchelper.h"
 #include "shared/runtime/pyexec.h"
 #include "board.h"
+#include "eth_netif.h"
 
 static uint32_t gc_heap[MICROPY_HEAP_SIZE / sizeof(uint32_t)];
 
@@ -18,6 +19,7 @@ int main(int argc, char **argv) {
     mp_stack_set_limit(40 * 1024);
     mplab_board_init();
     gc_init(gc_heap, (char *)gc_heap + MICROPY_HEAP_SIZE);
+    mplab_lwip_init();
 
     for (;;) {
         mp_init();

@@ -129,6 +129,11 @@ void mplab_eth_tick(uint32_t ticks_ms) {
     }
 }
 
+void mplab_lwip_init(void) {
+    // Once per boot, before any socket: sockets work (e.g. bind, select) even with no NIC up.
+    lwip_init();
+}
+
 bool mplab_eth_init(void) {
     if (eth_ready) {
         return true;
@@ -140,11 +145,6 @@ bool mplab_eth_init(void) {
     mplab_random_seed((mac[2] << 24 | mac[3] << 16 | mac[4] << 8 | mac[5]) ^ lan9118_free_run());
 
     uint32_t lock = mplab_lwip_lock();
-    static bool lwip_started;
-    if (!lwip_started) {
-        lwip_init();
-        lwip_started = true;
-    }
     memcpy(eth_netif.hwaddr, mac, 6);
     eth_netif.hwaddr_len = 6;
     netif_add(&eth_netif, IP4_ADDR_ANY4, IP4_ADDR_ANY4, IP4_ADDR_ANY4, NULL, eth_netif_init, ethernet_input);

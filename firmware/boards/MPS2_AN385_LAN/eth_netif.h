@@ -10,6 +10,7 @@
 #define MPLAB_LINK_NOIP     (1)
 #define MPLAB_LINK_UP       (3)
 
+void mplab_lwip_init(void);
 // Bring up the controller and add the netif (idempotent). False if there is no controller.
 bool mplab_eth_init(void);
 struct netif *mplab_eth_netif(void);
