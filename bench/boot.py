@@ -40,14 +40,49 @@ def boot_to_prompt(elf: Path, timeout: float = 20.0) -> float:
         proc.wait(timeout=10)
 
 
-def run(repeat: int = 5) -> list[Figure]:
+def idle_cpu(elf: Path, settle: float = 2.0, window: float = 5.0) -> float:
+    """% of one core QEMU uses with the guest sitting at its REPL, no network, nobody typing."""
+    proc = subprocess.Popen(
+        [*QEMU, "-nic", "none", "-serial", "null", "-kernel", str(elf)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tck = os.sysconf("SC_CLK_TCK")
+
+    def ticks() -> int:
+        f = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+
+    try:
+        time.sleep(settle)
+        c0, t0 = ticks(), time.monotonic()
+        time.sleep(window)
+        return (ticks() - c0) / tck / (time.monotonic() - t0) * 100
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def run(repeat: int = 5, idle_repeat: int = 2) -> list[Figure]:
     ours = REPO / "firmware/build/firmware.elf"
     stock = REPO / "firmware/build/stock/firmware.elf"
     if not stock.exists():
         subprocess.run(["make", "-C", str(REPO / "firmware"), "stock"], check=True)
     ours_samples = [boot_to_prompt(ours) * 1000 for _ in range(repeat)]
     stock_samples = [boot_to_prompt(stock) * 1000 for _ in range(repeat)]
+    idle_ours = [idle_cpu(ours) for _ in range(idle_repeat)]
+    idle_stock = [idle_cpu(stock) for _ in range(idle_repeat)]
     return [
+        Figure(
+            name="idle_cpu_standalone",
+            unit="% of a core",
+            samples=idle_ours,
+            goal="< 1",
+            baseline="stock upstream MPS2_AN385 build",
+            baseline_samples=idle_stock,
+            note="one QEMU at the REPL, no NIC, serial to null, 5 s window after 2 s settle",
+        ),
         Figure(
             name="boot_to_repl",
             unit="ms",
@@ -56,5 +91,5 @@ def run(repeat: int = 5) -> list[Figure]:
             baseline="stock upstream MPS2_AN385 build",
             baseline_samples=stock_samples,
             note="QEMU start to first '>>> ' on the serial port; includes QEMU's own start-up",
-        )
+        ),
     ]

@@ -62,13 +62,15 @@ def machine_info() -> dict[str, Any]:
         "qemu": run("qemu-system-arm", "--version").splitlines()[0] if run("qemu-system-arm", "--version") else "",
         "docker": run("docker", "version", "--format", "{{.Server.Version}}"),
         "git_sha": run("git", "-C", str(REPO), "rev-parse", "HEAD"),
+        "git_dirty": bool(run("git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no")),
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "firmware_manifest": json.loads((REPO / "firmware/build/manifest.json").read_text())
         if (REPO / "firmware/build/manifest.json").exists()
         else None,
     }
 
 
-def write_results(figures: list[Figure], path: Path) -> None:
+def write_results(figures: list[Figure], path: Path, extra: dict[str, Any] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"machine": machine_info(), "figures": [f.to_json() for f in figures]}
+    data = {"machine": machine_info(), **(extra or {}), "figures": [f.to_json() for f in figures]}
     path.write_text(json.dumps(data, indent=2) + "\n")

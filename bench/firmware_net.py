@@ -17,7 +17,7 @@ from bench.common import REPO, Figure
 
 sys.path.insert(0, str(REPO / "tests" / "firmware"))
 
-from fw_guest import HOST_IP, Guest  # noqa: E402
+from fw_guest import HOST_IP, Guest
 
 TCP_BYTES = 4 * 1024 * 1024
 CHUNK = 8192
