@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket lint conformance clean
+	lab-logs test test-firmware test-lab test-socket lint conformance repro firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -42,6 +42,10 @@ venv: $(VENV)/.installed ## the Python venv with the pinned packages and the lab
 firmware: host-packages ## build firmware/build/firmware.elf (MICROPYTHON_VERSION=1.26.1 for another)
 	@$(MAKE) --no-print-directory -C firmware
 
+firmware-all: host-packages ## build every packaged MicroPython version (for the version matrix)
+	@for v in $$($(MAKE) --no-print-directory -s -C firmware print-versions); do \
+		$(MAKE) --no-print-directory -C firmware MICROPYTHON_VERSION=$$v || exit 1; done
+
 setup: docker firmware venv ## everything a lab needs: packages, dockerd, firmware, images, venv
 	@$(MAKE) --no-print-directory images
 
@@ -62,7 +66,7 @@ lab-logs: venv ## console log of a node: make lab-logs NODE=node1
 	@test -n "$(NODE)" || { echo "usage: make lab-logs NODE=node1"; exit 2; }
 	@$(MPLAB) --lab $(LAB) logs $(NODE)
 
-test: setup ## run the whole suite (firmware, lab, socket conformance)
+test: setup firmware-all ## run the whole suite (firmware, lab, sockets, impairments, scenarios)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-firmware: firmware venv ## only the firmware tests (netns + TAP, no Docker)
@@ -73,6 +77,10 @@ test-lab: setup ## only the lab tests
 
 test-socket: setup ## only the socket conformance suite
 	@$(PY) -m pytest tests/socket $(PYTEST_ARGS)
+
+repro: setup firmware-all ## reproduce field bugs: make repro [SCENARIO=scenarios/x.yml] [FIRMWARE=1.25.0,1.26.1]
+	@if [ -n "$(SCENARIO)" ]; then $(MPLAB) repro $(SCENARIO) $(if $(FIRMWARE),--firmware $(FIRMWARE)); \
+	else rc=0; for s in scenarios/*.yml; do $(MPLAB) repro $$s $(if $(FIRMWARE),--firmware $(FIRMWARE)) || rc=1; done; exit $$rc; fi
 
 conformance: setup ## socket conformance report: reports/conformance.{md,html}
 	@$(PY) scripts/conformance.py --lab $(LAB) -- $(PYTEST_ARGS)
