@@ -30,6 +30,34 @@ from scapy.utils import wrpcap
 Spec = tuple[Any, dict[str, Any]]
 
 
+def start_sniffer(
+    iface: str, prn: Callable[[Packet], Any], bpf: str | None = None, timeout: float = 5.0
+) -> AsyncSniffer | None:
+    """Start a promiscuous sniffer on ``iface`` and wait until it listens.
+
+    Returns None (and leaves nothing running) if it did not start within ``timeout``.
+    Promiscuous, so that frames bridged between two containers are seen too.
+    """
+    ready = threading.Event()
+    conf.sniff_promisc = True
+    sniffer = AsyncSniffer(iface=iface, filter=bpf, prn=prn, store=False, started_callback=ready.set)
+    sniffer.start()
+    if not ready.wait(timeout):
+        stop_sniffer(sniffer)
+        return None
+    return sniffer
+
+
+def stop_sniffer(sniffer: AsyncSniffer | None) -> None:
+    """Stop a sniffer from :func:`start_sniffer`; None and already stopped ones are fine."""
+    if sniffer is None:
+        return
+    try:
+        sniffer.stop(join=True)
+    except Exception:
+        pass
+
+
 class Capture:
     """Sniff ``iface`` into memory; the pcap is written at ``path`` on stop (and on demand)."""
 
@@ -56,29 +84,15 @@ class Capture:
             self._packets.append(p)
 
     def start(self, timeout: float = 5.0) -> Capture:
-        ready = threading.Event()
-        conf.sniff_promisc = True
-        self._sniffer = AsyncSniffer(
-            iface=self.iface,
-            filter=self.bpf,
-            prn=self._on_packet,
-            store=False,
-            started_callback=ready.set,
-        )
         self.t0 = time.time()
-        self._sniffer.start()
-        if not ready.wait(timeout):
-            self._sniffer = None
+        self._sniffer = start_sniffer(self.iface, self._on_packet, self.bpf, timeout)
+        if self._sniffer is None:
             raise RuntimeError(f"capture on {self.iface} did not start within {timeout}s")
         return self
 
     def stop(self) -> Path:
-        if self._sniffer is not None:
-            try:
-                self._sniffer.stop(join=True)
-            except Exception:
-                pass
-            self._sniffer = None
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
         return self.write()
 
     def write(self) -> Path:

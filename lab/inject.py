@@ -27,6 +27,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 from scapy.sendrecv import AsyncSniffer, sendp
 
+from .capture import start_sniffer, stop_sniffer
 from .errors import ConfigError, LabError
 from .impair import nft_add, nft_delete
 
@@ -216,12 +217,8 @@ class _Responder:
         send_on(self.lab.bridge, frame)
 
     def start(self) -> Any:
-        ready = threading.Event()
-        self._sniffer = AsyncSniffer(
-            iface=self.lab.bridge, filter=self.bpf, prn=self._guarded, store=False, started_callback=ready.set
-        )
-        self._sniffer.start()
-        if not ready.wait(5):
+        self._sniffer = start_sniffer(self.lab.bridge, self._guarded, self.bpf)
+        if self._sniffer is None:
             raise LabError(f"{self.kind}: sniffer on {self.lab.bridge} did not start")
         try:
             for chain, rule in self._rules():
@@ -233,12 +230,8 @@ class _Responder:
 
     def stop(self) -> None:
         nft_delete(self.lab.name, "bridge", self.tag)
-        if self._sniffer is not None:
-            try:
-                self._sniffer.stop(join=True)
-            except Exception:
-                pass
-            self._sniffer = None
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
 
     def __enter__(self) -> Any:
         return self.start()

@@ -31,6 +31,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.sendrecv import AsyncSniffer
 
+from .capture import start_sniffer, stop_sniffer
 from .errors import ConfigError, LabError
 from .impair import nft_add, nft_delete
 from .inject import bridge_mac, send_on
@@ -218,27 +219,15 @@ class TcpPeer:
             f"ip saddr {self.ip} tcp sport {self.port} tcp flags & rst == rst drop",
             self.tag,
         )
-        ready = threading.Event()
-        self._sniffer = AsyncSniffer(
-            iface=self.lab.bridge,
-            filter=f"tcp and dst host {self.ip} and dst port {self.port}",
-            prn=self._on,
-            store=False,
-            started_callback=ready.set,
-        )
-        self._sniffer.start()
-        if not ready.wait(5):
+        self._sniffer = start_sniffer(self.lab.bridge, self._on, f"tcp and dst host {self.ip} and dst port {self.port}")
+        if self._sniffer is None:
             self.stop()
             raise LabError(f"tcp peer: sniffer on {self.lab.bridge} did not start")
         return self
 
     def stop(self) -> None:
-        if self._sniffer is not None:
-            try:
-                self._sniffer.stop(join=True)
-            except Exception:
-                pass
-            self._sniffer = None
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
         nft_delete(self.lab.name, "inet", self.tag)
 
     def __enter__(self) -> TcpPeer:
