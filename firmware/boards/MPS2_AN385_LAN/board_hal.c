@@ -270,6 +270,15 @@ static void uart0_rx_handler(void) {
     mplab_signal_event();
 }
 
+// The RX handler from thread mode: with interrupts masked, or it races the real interrupt
+// over the ring buffer (seen as duplicated and lost characters).
+static void uart0_rx_poll(void) {
+    uint32_t primask;
+    __asm volatile ("mrs %0, primask\n cpsid i" : "=r" (primask) : : "memory");
+    uart0_rx_handler();
+    __asm volatile ("msr primask, %0" : : "r" (primask) : "memory");
+}
+
 // Called by the port's startup code before main, to make early output possible.
 void uart_init(void) {
     UART0->BAUDDIV = 16;
@@ -287,13 +296,28 @@ uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
     return ret;
 }
 
+static void systick_set_hz(uint32_t hz) {
+    uint32_t reload = MPLAB_CPU_HZ / hz - 1;
+    if (SYST_RVR != reload) {
+        SYST_RVR = reload;
+        SYST_CVR = 0; // restart the period at the new length
+    }
+}
+
 int mp_hal_stdin_rx_chr(void) {
     for (;;) {
         if (stdin_head != stdin_tail) {
+            systick_set_hz(MPLAB_TICK_HZ);
             int c = stdin_buf[stdin_tail];
             stdin_tail = (stdin_tail + 1) % STDIN_BUF_SIZE;
             return c;
         }
+        if (UART0->STATE & UART_STATE_RXFULL) {
+            // Belt and braces: never sleep on a byte the interrupt did not report.
+            uart0_rx_poll();
+            continue;
+        }
+        systick_set_hz(MPLAB_IDLE_TICK_HZ);
         mp_event_wait_indefinite();
     }
 }
@@ -328,6 +352,9 @@ void mplab_board_init(void) {
 
     mplab_irq_set_handler(MPLAB_IRQ_UART0_RX, uart0_rx_handler, MPLAB_PRI_DEVICE);
     UART0->CTRL |= UART_CTRL_RX_INTEN;
+    // A byte that arrived while RX interrupts were off raised none, and the UART takes no
+    // more input until it is read: drain it now, or the console stays deaf for good.
+    uart0_rx_poll();
     mplab_irq_set_handler(MPLAB_IRQ_TIMER0, timer0_handler, MPLAB_PRI_DEVICE);
 }
 
