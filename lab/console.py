@@ -244,21 +244,13 @@ class Console:
     def enter_raw(self, timeout: float = 10.0) -> None:
         """Interrupt whatever runs and enter the raw REPL.
 
-        A board that is still booting drops serial input until its UART is enabled, so the
-        keys are sent again (each round waits a second for the banner) until ``timeout``.
+        One attempt with the whole timeout: keys are never re-sent, since a slow guest would
+        answer each copy and leave stray banners to desync the raw-paste protocol.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            self._send(b"\r" + CTRL_C + CTRL_C)
-            self._drain(quiet=0.05, limit=1.0)
-            self._send(b"\r" + CTRL_A)
-            remaining = deadline - time.monotonic()
-            try:
-                self._expect(RAW_BANNER, max(0.1, min(1.0, remaining)), "Ctrl-A (enter raw REPL)")
-                break
-            except ConsoleTimeout:
-                if time.monotonic() >= deadline:
-                    raise
+        self._send(b"\r" + CTRL_C + CTRL_C)
+        self._drain(quiet=0.05, limit=1.0)
+        self._send(b"\r" + CTRL_A)
+        self._expect(RAW_BANNER, timeout, "Ctrl-A (enter raw REPL)")
         self._mode = self._RAW
 
     def exec(self, code: str, timeout: float = 10.0) -> str:
