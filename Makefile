@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket lint conformance repro firmware-all clean
+	lab-logs test test-firmware test-lab test-socket lint conformance repro bench firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -84,6 +84,10 @@ repro: setup firmware-all ## reproduce field bugs: make repro [SCENARIO=scenario
 
 conformance: setup ## socket conformance report: reports/conformance.{md,html}
 	@$(PY) scripts/conformance.py --lab $(LAB) -- $(PYTEST_ARGS)
+
+bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 11 min)
+	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@$(PY) -m bench
 
 lint: venv ## ruff on the Python code
 	@$(VENV)/bin/ruff check lab tests firmware/scripts
