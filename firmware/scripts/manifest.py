@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--lwip", required=True)
     parser.add_argument("--lwip-deb", required=True)
     parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--patch", action="append", default=[], help="an upstream patch applied (repeatable)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
 
@@ -32,7 +33,12 @@ def main() -> None:
         "board": args.board,
         "machine": "mps2-an385",
         "nic": "lan9118",
-        "micropython": {"version": args.micropython, "debian_source": f"micropython {args.micropython_deb}"},
+        "micropython": {
+            "version": args.micropython,
+            "debian_source": f"micropython {args.micropython_deb}",
+            # Not stock upstream: these small patches (firmware/patches/) are applied first.
+            "patches": sorted(Path(p).name for p in args.patch),
+        },
         "lwip": {"version": args.lwip, "debian_source": f"lwip {args.lwip_deb}"},
         "elf": args.elf.name,
         "sha256": hashlib.sha256(args.elf.read_bytes()).hexdigest(),

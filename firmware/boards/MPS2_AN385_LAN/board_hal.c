@@ -115,7 +115,7 @@ mp_uint_t mp_hal_ticks_cpu(void) {
 }
 
 uint64_t mp_hal_time_ns(void) {
-    // No RTC on the AN385: time counts from boot, offset to the port's epoch.
+    // No RTC on the AN385: time counts from boot (so time() starts at the port's epoch).
     return clock_read_cycles() * (1000000000ULL / MPLAB_CPU_HZ);
 }
 
@@ -256,8 +256,8 @@ static void uart0_rx_handler(void) {
     while (UART0->STATE & UART_STATE_RXFULL) {
         int c = UART0->DATA & 0xff;
         if (c == mp_interrupt_char) {
-            // Ctrl-C interrupts running Python code, even a blocking socket call.
-            stdin_head = stdin_tail;
+            // Ctrl-C interrupts running Python code, even a blocking socket call. (Input
+            // already queued stays: only the reader may move the read index.)
             mp_sched_keyboard_interrupt();
             continue;
         }
@@ -297,10 +297,14 @@ uintptr_t mp_hal_stdio_poll(uintptr_t poll_flags) {
 }
 
 static void systick_set_hz(uint32_t hz) {
+    // The new period starts at the next reload. Restarting the count here instead would
+    // starve lwIP's timers while execs come less than a period apart.
     uint32_t reload = MPLAB_CPU_HZ / hz - 1;
     if (SYST_RVR != reload) {
         SYST_RVR = reload;
-        SYST_CVR = 0; // restart the period at the new length
+        if (hz == MPLAB_TICK_HZ) {
+            mplab_pendsv_trigger(); // catch up with lwIP's timers now, not at the next tick
+        }
     }
 }
 

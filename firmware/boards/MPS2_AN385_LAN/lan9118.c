@@ -108,9 +108,16 @@ bool lan9118_init(uint8_t mac_out[6]) {
         return false;
     }
     HW_CFG = HW_CFG_SRST;
-    for (int i = 0; i < SPIN_LIMIT && (HW_CFG & HW_CFG_SRST); ++i) {
+    int spins = 0;
+    while (HW_CFG & HW_CFG_SRST) {
+        if (++spins > SPIN_LIMIT) {
+            return false;
+        }
     }
-    for (int i = 0; i < SPIN_LIMIT && !(PMT_CTRL & PMT_CTRL_READY); ++i) {
+    for (spins = 0; !(PMT_CTRL & PMT_CTRL_READY); ) {
+        if (++spins > SPIN_LIMIT) {
+            return false;
+        }
     }
 
     // The MAC comes from the EEPROM, which QEMU fills from -nic ...,mac=.
@@ -153,9 +160,8 @@ void lan9118_ack_irq(void) {
 uint32_t lan9118_take_events(void) {
     uint32_t sts = INT_STS & INT_ENABLED;
     INT_STS = sts;
-    if (sts & INT_RXDF) {
-        lan9118_stats.rx_dropped += 1;
-    }
+    // RX_DROP counts the frames lost to a full RX FIFO (and clears on read); RXDF only
+    // says that some were.
     lan9118_stats.rx_dropped += RX_DROP;
     if (sts & INT_PHY) {
         // Reading the PHY's interrupt source clears it (and so INT_STS.PHY_INT).

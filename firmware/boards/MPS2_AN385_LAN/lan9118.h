@@ -33,7 +33,7 @@ bool lan9118_link_is_up(void);
 
 // Number of received frames waiting in the RX status FIFO.
 unsigned lan9118_rx_pending(void);
-// Length (without FCS) of the next frame, or -1 if it's bad and was discarded.
+// Length of the next frame including its 4-byte FCS, or -1 if it's bad and was discarded.
 int lan9118_rx_begin(void);
 // Copy the frame started by lan9118_rx_begin into buf (rounded up to whole words).
 void lan9118_rx_read_words(uint32_t *buf, size_t len);

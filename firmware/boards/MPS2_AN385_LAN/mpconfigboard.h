@@ -36,6 +36,7 @@ void mplab_lwip_unlock(uint32_t state);
 #define MICROPY_INTERNAL_WFE(TIMEOUT_MS) mplab_wait_for_event()
 void mplab_wait_for_event(void);
 
-// Soft reset: drop the callbacks that point into the GC heap.
+// Soft reset hook. Sockets are closed by their finalisers in gc_sweep_all; the interface and
+// its lease deliberately survive, as on a real board.
 #define MICROPY_PORT_DEINIT_FUNC mplab_eth_soft_reset()
 void mplab_eth_soft_reset(void);

@@ -62,13 +62,13 @@ static mp_obj_t network_lan_status(size_t n_args, const mp_obj_t *args) {
     if (mp_obj_str_get_qstr(args[1]) == MP_QSTR_stats) {
         // Driver counters, for telling driver drops from LAN drops.
         mp_obj_t items[] = {
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.rx_frames),
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.rx_errors),
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.rx_dropped),
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.tx_frames),
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.tx_busy),
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.tx_dropped),
-            MP_OBJ_NEW_SMALL_INT(lan9118_stats.link_changes),
+            mp_obj_new_int_from_uint(lan9118_stats.rx_frames),
+            mp_obj_new_int_from_uint(lan9118_stats.rx_errors),
+            mp_obj_new_int_from_uint(lan9118_stats.rx_dropped),
+            mp_obj_new_int_from_uint(lan9118_stats.tx_frames),
+            mp_obj_new_int_from_uint(lan9118_stats.tx_busy),
+            mp_obj_new_int_from_uint(lan9118_stats.tx_dropped),
+            mp_obj_new_int_from_uint(lan9118_stats.link_changes),
         };
         return mp_obj_new_tuple(MP_ARRAY_SIZE(items), items);
     }
