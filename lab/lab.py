@@ -318,7 +318,10 @@ class Lab:
         """Remove every container and network of the lab (also after a crash)."""
         self.runtime.check()
         self.close()
-        swept = self.runtime.down(self.name, self.topology)
+        from .linux_peer import cleanup as linux_peer_cleanup
+
+        swept = linux_peer_cleanup(self.name)  # first: its endpoint would keep the LAN from going
+        swept += self.runtime.down(self.name, self.topology)
         from .impair import host_cleanup
 
         swept += host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)

@@ -8,13 +8,15 @@ existing one, then it only renders). Each test records, through the suite's ``ch
 marker, the usocket method and the check it covers; the report is a matrix of
 method x check -> pass / fail / xfail (deviation, with its reason) / xpass, with links to
 the pcaps and console transcripts the lab plugin keeps under artifacts/ (on failure; with
-``--keep-pcaps`` for every test).
+``--keep-pcaps`` for every test). When tests/socket/test_differential.py ran, a "Differential"
+section follows: guest vs CPython/Linux on the wire (scripts/differential.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import os
 import re
 import subprocess
@@ -213,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     rc = 0
     junit = a.junit
+    diff_json = a.artifacts / "differential" / "differential.json"  # tests/socket/test_differential.py
     if junit is None:
+        diff_json.unlink(missing_ok=True)  # never render a stale comparison
         junit = a.out / "conformance.junit.xml"
         cmd = [
             sys.executable,
@@ -240,8 +244,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {junit.name}; "
         f"{len(cases)} checks over {len(_methods(cases))} methods; lab `{a.lab}`."
     )
-    (a.out / "conformance.md").write_text(render_md(cases, meta))
-    (a.out / "conformance.html").write_text(render_html(cases, meta))
+    md, page = render_md(cases, meta), render_html(cases, meta)
+    if diff_json.is_file():  # differential section: guest vs CPython/Linux (scripts/differential.py)
+        import differential
+
+        data = json.loads(diff_json.read_text())
+        md += "\n" + differential.render_md(data, level=2, link_base=a.out)
+        page += differential.render_html(data, level=2, link_base=a.out)
+    (a.out / "conformance.md").write_text(md)
+    (a.out / "conformance.html").write_text(page)
     t = totals(cases)
     print(f"conformance: {a.out / 'conformance.md'}, {a.out / 'conformance.html'}: {t}")
     return rc
