@@ -82,8 +82,8 @@ repro: setup firmware-all ## reproduce field bugs: make repro [SCENARIO=scenario
 	@if [ -n "$(SCENARIO)" ]; then $(MPLAB) repro $(SCENARIO) $(if $(FIRMWARE),--firmware $(FIRMWARE)); \
 	else rc=0; for s in scenarios/*.yml; do $(MPLAB) repro $$s $(if $(FIRMWARE),--firmware $(FIRMWARE)) || rc=1; done; exit $$rc; fi
 
-conformance: setup ## socket conformance report: reports/conformance.{md,html}
-	@$(PY) scripts/conformance.py --lab $(LAB) -- $(PYTEST_ARGS)
+conformance: setup ## socket conformance report: reports/conformance.{md,html} (in a lab of its own)
+	@$(PY) scripts/conformance.py --lab conf -- $(PYTEST_ARGS)
 
 bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 11 min)
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -207,6 +208,8 @@ def nft_delete(lab: str, family: str, tag_prefix: str) -> int:
 
 def host_cleanup(lab: str) -> list[str]:
     """Delete the lab's nft tables (impairment fallbacks, injection blocks, TCP peer RST drops)."""
+    if shutil.which("nft") is None:
+        return []  # without nftables the lab can't have made any
     gone = []
     for fam in ("bridge", "inet"):
         p = nft(f"delete table {fam} {nft_table(lab)}\n", check=False)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Make sure a Docker daemon answers. If none does and no service manager runs
 # docker, start dockerd in the background (log: build/dockerd.log, pid file:
-# build/dockerd.pid so that CI can stop only a daemon it started itself).
+# build/dockerd.pid so that CI can stop only a daemon it started itself). When it
+# starts docker through systemd instead, it writes build/dockerd.systemd.
 # Env: MPLAB_DOCKERD_TIMEOUT (seconds, default 60), BUILD_DIR (default <repo>/build).
 set -eu
 
@@ -24,13 +25,14 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 \
    && systemctl list-unit-files docker.service >/dev/null 2>&1 \
    && systemctl cat docker.service >/dev/null 2>&1; then
     if ! systemctl is-active --quiet docker; then
-        if [ "$(id -u)" -eq 0 ]; then systemctl start docker || die "systemctl start docker failed"
+        if [ "$(id -u)" -eq 0 ]; then systemctl start docker || die "systemctl start docker failed"; touch "$BUILD_DIR/dockerd.systemd"
         else die "docker.service is not running; run: sudo systemctl start docker"; fi
     fi
 elif pgrep -x dockerd >/dev/null 2>&1; then
     : # a dockerd runs already (maybe still starting, or we lack permission): just wait
 else
     [ "$(id -u)" -eq 0 ] || die "docker does not answer and no dockerd runs; start it as root (or add yourself to group docker)"
+    rm -f "$PIDFILE" "$BUILD_DIR/dockerd.systemd"
     command -v dockerd >/dev/null 2>&1 || die "no dockerd; run scripts/ensure-host-packages.sh"
     echo "ensure-docker: starting dockerd (log $LOG)" >&2
     nohup dockerd >>"$LOG" 2>&1 </dev/null &
