@@ -31,7 +31,7 @@ ARTIFACTS = REPO / "artifacts" / "firmware"
 # tool -> Debian package
 TOOLS = {
     "qemu-system-arm": "qemu-system-arm",
-    "dnsmasq": "dnsmasq",
+    "dnsmasq": "dnsmasq-base",
     "tcpdump": "tcpdump",
     "ip": "iproute2",
 }

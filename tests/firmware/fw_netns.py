@@ -56,7 +56,7 @@ class Netns:
 
     def popen(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         """Start a long-running process in the namespace, stdout+stderr to ``log``."""
-        fh = open(log, "wb")  # noqa: SIM115 - owned by the child from now on
+        fh = open(log, "wb")  # owned by the child from now on
         try:
             return subprocess.Popen(self.cmd(*argv), stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
@@ -76,7 +76,7 @@ class Netns:
                 finally:
                     os.close(fd)
                 box["value"] = fn()
-            except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            except BaseException as e:  # re-raised in the caller
                 box["error"] = e
 
         t = threading.Thread(target=body, name=f"netns-{self.name}", daemon=True)

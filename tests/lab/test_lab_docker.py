@@ -32,8 +32,10 @@ def leftovers(name: str) -> dict[str, str]:
         "containers": _docker("ps", "-aq", "--filter", f"label=mplab.lab={name}").strip(),
         "networks": _docker("network", "ls", "-q", "--filter", f"label=mplab.lab={name}").strip(),
     }
-    link = subprocess.run(["ip", "link", "show", f"mplab-{name}"], capture_output=True, text=True)
+    link = subprocess.run(["ip", "link", "show", f"mplab-{name}"], capture_output=True, text=True, timeout=10)
     out["bridge"] = link.stdout.strip() if link.returncode == 0 else ""
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10)
+    out["nft"] = " ".join(t for t in tables.stdout.split("\n") if t.endswith(f" mplab_{name}"))
     return {k: v for k, v in out.items() if v}
 
 
@@ -233,20 +235,6 @@ def test_killed_qemu_shows_down_with_console_tail() -> None:
             timeout=60,
         )
         assert p.returncode == 1 and "down" in p.stdout and "console tail" in p.stdout, p.stdout
-
-
-def test_exec_round_trip_is_fast(node: Node) -> None:
-    import statistics
-
-    node.eval("0")
-    ts = []
-    for _ in range(50):
-        t = time.perf_counter()
-        node.eval("1")
-        ts.append(time.perf_counter() - t)
-    med = statistics.median(ts) * 1000
-    print(f"median exec round trip {med:.2f} ms")
-    assert med <= 10.0, f"median exec round trip {med:.1f} ms (goal 5 ms)"
 
 
 FAILING = """
