@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket lint conformance repro bench firmware-all clean
+	lab-logs test test-firmware test-lab test-socket lint conformance differential repro bench firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -88,6 +88,9 @@ conformance: setup ## socket conformance report: reports/conformance.{md,html} (
 bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 11 min)
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench
+
+differential: setup ## guest vs CPython on Linux, same snippets: reports/differential.{md,html}
+	@$(PY) scripts/differential.py --lab diff
 
 lint: venv ## ruff on the Python code
 	@$(VENV)/bin/ruff check lab tests firmware/scripts
