@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -246,7 +247,7 @@ class Lab:
             raise ConfigError(f"invalid node count {n}: use 1..62")
         self.runtime.check()
         self._check_subnet_free()
-        self._host_net_fix()
+        self._host_net("ensure")
         t0 = time.monotonic()
         self.progress(f"lab {self.name}: starting {n} node(s) on {self.topology.subnet} (bridge {self.bridge})")
         self.runtime.up(self.topology, n)
@@ -264,16 +265,31 @@ class Lab:
         self.progress(f"lab {self.name}: up, {n} node(s), {time.monotonic() - t0:.1f}s")
         return nodes_
 
-    def _host_net_fix(self) -> None:
+    def _host_net(self, action: str) -> None:
+        """Add (``ensure``) or drop (``remove``) the lab's host firewall rule (tap-net/mplab-host-net)."""
         script = self.topology.compose_file.parent / "tap-net" / "mplab-host-net"
-        if script.is_file():
-            import subprocess
-
-            p = subprocess.run(["sh", str(script), "ensure"], capture_output=True, text=True, timeout=30)
-            if p.returncode != 0:
-                raise LabError(f"{script} ensure failed: {(p.stderr or p.stdout).strip()}")
+        if not script.is_file():
+            return
+        p = subprocess.run(["sh", str(script), action, self.bridge], capture_output=True, text=True, timeout=30)
+        if p.returncode != 0 and action == "ensure":
+            raise LabError(f"{script} ensure failed: {(p.stderr or p.stdout).strip()}")
 
     def _check_subnet_free(self) -> None:
+        # A host route into the lab's subnet (a real LAN, a VPN) would be shadowed by the lab.
+        routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, timeout=10)
+        for line in routes.stdout.splitlines():
+            dest, _, rest = line.partition(" ")
+            if dest == "default" or f"dev {self.bridge} " in f"{rest} ":
+                continue
+            try:
+                overlap = IPv4Network(dest, strict=False).overlaps(self.topology.subnet)
+            except ValueError:
+                continue
+            if overlap:
+                raise ConfigError(
+                    f"lab {self.name}: subnet {self.topology.subnet} overlaps the host route '{line.strip()}'; "
+                    "pick another lab name (it sets the subnet) or x-mplab.subnet in the compose file"
+                )
         mine = set(self.runtime.networks(self.name))
         for subnet, net in self.runtime.subnets_in_use().items():
             try:
@@ -316,15 +332,16 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove every container and network of the lab (also after a crash)."""
-        self.runtime.check()
-        self.close()
+        from .impair import host_cleanup
         from .linux_peer import cleanup as linux_peer_cleanup
 
-        swept = linux_peer_cleanup(self.name)  # first: its endpoint would keep the LAN from going
+        self.close()
+        # The host side first: it needs no Docker, so it goes even if the daemon is down.
+        swept = host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)
+        self._host_net("remove")
+        self.runtime.check()
+        swept += linux_peer_cleanup(self.name)  # before the LAN: its endpoint would keep it
         swept += self.runtime.down(self.name, self.topology)
-        from .impair import host_cleanup
-
-        swept += host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)
         self.progress(f"lab {self.name}: down")
         return swept
 
