@@ -15,6 +15,7 @@ seen and the pcap path.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -85,6 +86,8 @@ class Capture:
 
     def start(self, timeout: float = 5.0) -> Capture:
         self.t0 = time.time()
+        if os.geteuid() != 0:
+            raise PermissionError(f"capture on {self.iface} needs root (CAP_NET_RAW): run as root or with sudo")
         self._sniffer = start_sniffer(self.iface, self._on_packet, self.bpf, timeout)
         if self._sniffer is None:
             raise RuntimeError(f"capture on {self.iface} did not start within {timeout}s")

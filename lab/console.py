@@ -305,9 +305,11 @@ class Console:
             self._raw_paste = False
             if i == 1:  # understood but refused: still in the raw REPL, prompt pending
                 pass
-        # plain raw REPL: the whole program, then Ctrl-D, then "OK"
+        # plain raw REPL: the whole program, then Ctrl-D, then "OK". No flow control here, so
+        # pace it as mpremote does, or a small UART buffer overflows on long programs.
         for k in range(0, len(data), 256):
             self._send(data[k : k + 256])
+            time.sleep(0.01)
         self._send(CTRL_D)
         self._expect(b"OK", 5.0, sent + " (raw REPL)")
         return self._follow(timeout, sent)
@@ -335,11 +337,17 @@ class Console:
             pass
 
     def _follow(self, timeout: float, sent: str) -> tuple[bytes, bytes]:
-        self._expect(CTRL_D, timeout, sent)
+        # One deadline for the program's output, its errors and the prompt after them.
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        self._expect(CTRL_D, left(), sent)
         out = self._spawn.before
-        self._expect(CTRL_D, timeout, sent + " (stderr)")
+        self._expect(CTRL_D, left(), sent + " (stderr)")
         err = self._spawn.before
-        self._expect(b">", 5.0, sent + " (prompt)")
+        self._expect(b">", left(), sent + " (prompt)")
         return out, err
 
     def _recover(self) -> None:

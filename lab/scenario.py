@@ -50,7 +50,6 @@ VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 NODE_RE = re.compile(r"^node[1-9][0-9]?$")
 VAR_RE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
-CONSOLE_BPF = "not (tcp port 5555)"  # the host's own REPL traffic to the node containers
 
 Progress = Callable[[str], None]
 
@@ -1050,7 +1049,7 @@ class Runner:
                 self.lab.down()
                 self.lab.up(nodes=self.scn.nodes)
             self._setup_vars()
-            self.cap = self.lab.capture(self.out / "wire.pcap", bpf=CONSOLE_BPF)
+            self.cap = self.lab.capture(self.out / "wire.pcap")  # console traffic is left out
             from scapy.config import conf
 
             if conf.ifaces is not None:
@@ -1352,7 +1351,10 @@ class Runner:
             return bool(m), f"console of {c['node']} matches {c['match']!r}", []
         spec: WireSpec = a["wire"]
         pk = self._packets()
-        since = self.results[next(reversed(self.results))].t_start if self.results else 0.0
+        # From the start of the step before this wait: what that step caused may already be on
+        # the wire when the wait begins.
+        starts = [r.t_start for r in self.results.values()]
+        since = starts[-2] if len(starts) >= 2 else 0.0
         for i, p in enumerate(pk):
             if float(p.time) >= since and _match(p, spec):
                 return True, f"{_spec_str(spec)} seen", [self._ref(i, p)]

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.lab_explicit = args.lab is not None  # `repro` only takes a lab named on its command line
     if args.lab is None:
         args.lab = os.environ.get("LAB") or None
     try:

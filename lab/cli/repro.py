@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             out = sc.bundle_dir(scn, fw)
         _progress(f"repro {scn.name} on firmware {fw.label} ({fw.elf}) -> {out}")
-        r = sc.run(scn, fw, out, lab_name=args.lab, keep=args.keep, progress=_progress)
+        # A lab from $LAB is the user's own running lab: repro takes its lab down first, so it
+        # only uses one named with --lab, else the scenario's own.
+        lab_name = args.lab if getattr(args, "lab_explicit", False) else None
+        r = sc.run(scn, fw, out, lab_name=lab_name, keep=args.keep, progress=_progress)
         results.append(r)
         print(f"{scn.name} on {fw.label}: {r.verdict.upper()}" + (f" ({r.error})" if r.error else ""))
         for c in r.checks:

@@ -36,6 +36,8 @@ def leftovers(name: str) -> dict[str, str]:
     out["bridge"] = link.stdout.strip() if link.returncode == 0 else ""
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10)
     out["nft"] = " ".join(t for t in tables.stdout.split("\n") if t.endswith(f" mplab_{name}"))
+    rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, timeout=10)
+    out["iptables"] = " ".join(r for r in rules.stdout.split("\n") if f"mplab-{name}:" in r)
     return {k: v for k, v in out.items() if v}
 
 
