@@ -20,27 +20,8 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     exit 0
 fi
 
-# --- the Debian mirror, from the host's own apt configuration --------------
-mirror_from_host() {
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] || continue
-        # deb822: first URIs of a "Types: deb" stanza that is not the security archive
-        m=$(awk '
-            /^[[:space:]]*$/ { if (uri != "" && deb && uri !~ /security/) { print uri; exit } uri=""; deb=0; next }
-            /^Types:/  { for (i = 2; i <= NF; i++) if ($i == "deb") deb=1 }
-            /^URIs:/   { uri=$2 }
-            END        { if (uri != "" && deb && uri !~ /security/) print uri }' "$f" | head -n1)
-        [ -n "$m" ] && { echo "$m"; return; }
-    done
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-        [ -r "$f" ] || continue
-        m=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/ && $i !~ /=/) { print $i; break } }' "$f" \
-            | grep -v security | head -n1)
-        [ -n "$m" ] && { echo "$m"; return; }
-    done
-}
-MIRROR=${MPLAB_DEBIAN_MIRROR:-$(mirror_from_host)}
-[ -n "$MIRROR" ] || die "cannot find a Debian mirror in /etc/apt/sources.list{,.d/}; set MPLAB_DEBIAN_MIRROR"
+# --- the Debian mirror: $MPLAB_DEBIAN_MIRROR or the host's own (scripts/debian-mirror.sh) ---
+MIRROR=$("$(dirname "$0")/../../scripts/debian-mirror.sh") || exit 1
 
 command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing; run scripts/ensure-host-packages.sh"
 
