@@ -199,6 +199,7 @@ class _Responder:
         self.seen: list[Packet] = []
         self.sent: list[Packet] = []
         self.errors: list[str] = []  # exceptions in the sniffer thread, which would otherwise vanish
+        self._timers: list[threading.Timer] = []  # answers scheduled for later (DnsResponder delay)
 
     def _guarded(self, p: Packet) -> None:
         try:
@@ -232,6 +233,11 @@ class _Responder:
         nft_delete(self.lab.name, "bridge", self.tag)
         stop_sniffer(self._sniffer)
         self._sniffer = None
+        # a stopped responder sends nothing more: drop the answers still scheduled (after the
+        # sniffer stopped, so that no new one is scheduled meanwhile)
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
 
     def __enter__(self) -> Any:
         return self.start()
@@ -297,14 +303,21 @@ class DnsResponder(_Responder):
         return super().start()
 
     def _resolve(self) -> str:
-        from scapy.sendrecv import sr1
+        # A kernel UDP socket bound to the host's lab address, not scapy's sr1: scapy reads the
+        # routing table once, so in a process that brought the lab up after loading scapy, sr1
+        # sent this query out of the default route (off the lab) and never saw an answer.
+        import socket
 
-        r = sr1(
-            IP(dst=self.lab.services_ip) / UDP(dport=53) / DNS(rd=1, qd=DNSQR(qname=self.name)),
-            timeout=3,
-            verbose=False,
-        )
-        if r is None or not r.haslayer(DNS) or r[DNS].ancount == 0:
+        r: DNS | None = None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(3)
+            s.bind((self.lab.host_ip, 0))
+            s.sendto(bytes(DNS(rd=1, qd=DNSQR(qname=self.name))), (self.lab.services_ip, 53))
+            try:
+                r = DNS(s.recv(1500))
+            except OSError:
+                pass
+        if r is None or r.ancount == 0:
             raise LabError(f"dns: {self.name} does not resolve on {self.lab.services_ip}; pass address=")
         return str(r[DNS].an[0].rdata)
 
@@ -326,7 +339,9 @@ class DnsResponder(_Responder):
         elif self.mode == "truncated":
             dns.tc = 1
         else:
-            dns.an = DNSRR(rrname=qd.qname, type="A", ttl=60, rdata=self.address)
+            # TTL 0, as dnsmasq gives for the lab's names: with a TTL lwIP would cache this answer
+            # and answer later lookups of the name from its cache after the responder is gone
+            dns.an = DNSRR(rrname=qd.qname, type="A", ttl=0, rdata=self.address)
             if self.mode == "wrong_id":
                 dns.id = (p[DNS].id + 1) & 0xFFFF
         frame = (
@@ -336,7 +351,10 @@ class DnsResponder(_Responder):
             / dns
         )
         if self.mode == "delay":
-            threading.Timer(self.delay, self._send, args=(frame,)).start()
+            t = threading.Timer(self.delay, self._send, args=(frame,))
+            t.daemon = True
+            self._timers.append(t)
+            t.start()
         else:
             self._send(frame)
 

@@ -82,7 +82,9 @@ def test_use_after_close(node, wire, addrs, port, op):
 @pytest.mark.xfail(
     strict=True,
     reason="modlwip's bind() passes the NULL pcb to tcp_bind(), which returns ERR_VAL/ERR_ARG "
-    "-> EIO; every other method gives EBADF, as CPython does",
+    "-> EIO; every other method gives EBADF, as CPython does. No upstream report found "
+    "(searched micropython/micropython issues/PRs: modlwip bind after close, EIO instead of EBADF, "
+    "operation on closed socket errno, tcp_bind NULL pcb)",
 )
 def test_bind_after_close(node, wire):
     r = run(node, "s = socket.socket()\ns.close()\ns.bind(('0.0.0.0', 1))")

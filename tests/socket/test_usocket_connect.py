@@ -50,7 +50,10 @@ def test_connect_closed_port_rst(node, wire, addrs, port):
 @pytest.mark.xfail(
     strict=True,
     reason="modlwip maps lwIP's ERR_RST in SYN_SENT to ECONNRESET, CPython/Linux give "
-    "ECONNREFUSED (extmod/modlwip.c _lwip_tcp_error stores ERR_RST for every state)",
+    "ECONNREFUSED (extmod/modlwip.c _lwip_tcp_error stores ERR_RST for every state). No modlwip "
+    "report found (searched: modlwip connect refused ECONNRESET ECONNREFUSED); the same errno was "
+    "reported upstream only for the esp32 port's modsocket, in the comments of "
+    "https://github.com/micropython/micropython/pull/5788",
 )
 def test_connect_closed_port_errno(node, wire, addrs, port):
     r = run(node, f"s = socket.socket()\ntry:\n    s.connect(({addrs.host!r}, {port}))\nfinally:\n    s.close()")
@@ -103,7 +106,9 @@ def test_connect_nonblocking_einprogress(node, wire, addrs, port):
     strict=False,  # racy by nature: whether the SYN-ACK beats the first WFI wake-up
     reason="modlwip's connect() polls once (poll_sockets sleeps in WFI until the next event) "
     "before checking timeout 0, so on a fast LAN the SYN-ACK is in and connect() returns "
-    "None (seen in about half the runs); CPython/Linux always give EINPROGRESS",
+    "None (seen in about half the runs); CPython/Linux always give EINPROGRESS. No upstream "
+    "report found (searched: modlwip non-blocking connect EINPROGRESS returns None / connected "
+    "immediately; nearest, a different errno: https://github.com/micropython/micropython/issues/2930)",
 )
 def test_connect_nonblocking_fast_peer(node, wire, addrs, port):
     with _host.server(addrs.host, port):

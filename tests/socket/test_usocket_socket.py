@@ -47,7 +47,8 @@ def test_bad_type(node, wire):
 @pytest.mark.xfail(
     strict=True,
     reason="modlwip stores the family without checking it (socket(99, 1) makes an IPv4 TCP "
-    "socket); CPython/Linux raise EAFNOSUPPORT",
+    "socket); CPython/Linux raise EAFNOSUPPORT. No upstream report found (searched: modlwip "
+    "socket family not checked, invalid family, EAFNOSUPPORT)",
 )
 def test_bad_family(node, wire):
     r = run(node, "s = socket.socket(99, socket.SOCK_STREAM)\ns.close()")
@@ -58,7 +59,8 @@ def test_bad_family(node, wire):
 @pytest.mark.xfail(
     strict=True,
     reason="modlwip ignores proto for STREAM/DGRAM (socket(AF_INET, SOCK_STREAM, 17) works); "
-    "CPython/Linux raise EPROTONOSUPPORT",
+    "CPython/Linux raise EPROTONOSUPPORT. No upstream report found (searched: modlwip socket "
+    "proto argument ignored, SOCK_STREAM IPPROTO_UDP, EPROTONOSUPPORT)",
 )
 def test_bad_proto(node, wire):
     r = run(node, "s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_UDP)\ns.close()")

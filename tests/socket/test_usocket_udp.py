@@ -96,7 +96,10 @@ def test_broadcast(node, wire, addrs, port):
 @pytest.mark.xfail(
     strict=True,
     reason="lwIP is built with IP_SOF_BROADCAST=0, so a broadcast sendto() goes out without "
-    "SO_BROADCAST; Linux/CPython raise EACCES",
+    "SO_BROADCAST; Linux/CPython raise EACCES. Upstream: "
+    "https://github.com/micropython/micropython/issues/8729 and PR "
+    "https://github.com/micropython/micropython/pull/11818 (SO_BROADCAST added to modlwip; it is "
+    "enforced only on builds with IP_SOF_BROADCAST=1, e.g. rp2 gave EHOSTUNREACH without it)",
 )
 def test_broadcast_needs_option(node, wire, addrs, port):
     r = run(
@@ -122,7 +125,9 @@ def test_recvfrom_nonblocking(node, wire, port):
 @pytest.mark.xfail(
     strict=True,
     reason="modlwip keeps one pbuf per UDP socket (_lwip_udp_incoming drops a datagram "
-    "while one is unread); Linux queues up to SO_RCVBUF",
+    "while one is unread); Linux queues up to SO_RCVBUF. Upstream: "
+    "https://github.com/micropython/micropython/pull/17261 (merged for 1.26: a 4-deep queue; "
+    "the 1.25.0 image still has one slot)",
 )
 def test_recvfrom_queue(node, wire, addrs, port):
     h = _udp(addrs.host, port)
