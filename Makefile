@@ -93,8 +93,8 @@ differential: setup ## guest vs CPython on Linux, same snippets: reports/differe
 	@$(PY) scripts/differential.py --lab diff
 
 lint: venv ## ruff on the Python code
-	@$(VENV)/bin/ruff check lab tests firmware/scripts
-	@$(VENV)/bin/ruff format --check lab tests firmware/scripts
+	@$(VENV)/bin/ruff check lab tests bench scripts firmware/scripts
+	@$(VENV)/bin/ruff format --check lab tests bench scripts firmware/scripts
 
 clean: ## remove build outputs (keeps downloaded sources)
 	@$(MAKE) --no-print-directory -C firmware clean

@@ -223,9 +223,7 @@ class Lab:
     def subnet(self) -> IPv4Network:
         return self.topology.subnet
 
-    def capture(
-        self, path: Path | str, bpf: str | None = None, node: str | None = None, console: bool = False
-    ) -> Any:
+    def capture(self, path: Path | str, bpf: str | None = None, node: str | None = None, console: bool = False) -> Any:
         """A (not yet started) Capture on the lab bridge, optionally of one node's frames.
 
         The host's serial-console sessions to the node containers cross the same bridge; they
