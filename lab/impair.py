@@ -299,7 +299,8 @@ def apply(node: Node, imp: Impairment) -> Impairment:
                 node.lab.name,
                 "bridge",
                 chain,
-                f"{match} {node.mac} numgen random mod 1000000 < {n} drop",
+                # numgen's values stop at 999999: total loss is a plain drop
+                f"{match} {node.mac} " + ("drop" if n >= 1000000 else f"numgen random mod 1000000 < {n} drop"),
                 f"mplab-{node.lab.name}:impair:{node.name}:{d}:loss {imp.loss}",
             )
     return imp

@@ -37,4 +37,9 @@ uint32_t mplab_random_u32(void);
 // above so its small-footprint TCP defaults are skipped.
 #include "extmod/lwip-include/lwipopts_common.h"
 
+// The common file allows 5 UDP pcbs (4 + mDNS): a script with a few UDP sockets, or a test
+// run that leaves some open, hits ENOMEM at the sixth. Match the TCP pcb count instead.
+#undef MEMP_NUM_UDP_PCB
+#define MEMP_NUM_UDP_PCB                (16 + LWIP_MDNS_RESPONDER)
+
 #endif // MICROPY_INCLUDED_MPLAB_LWIPOPTS_H
