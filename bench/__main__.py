@@ -130,7 +130,7 @@ def causes(figs: dict[str, Figure]) -> dict[str, str]:
             "wakes TCG each tick, and in the lab the TAP + lwIP timers add wake-ups; on a host loaded by other jobs "
             "accounting is also inflated by preemption"
         )
-    out["test_suite_wall"] = "dominated by per-test guest work and lab bring-up; see pytest --durations"
+    out["conformance_suite_wall"] = "dominated by per-test guest work and lab bring-up; see pytest --durations"
     return out
 
 

@@ -1,5 +1,6 @@
-"""Wall time of the test suites, as a user runs them: the socket conformance suite (the 3-minute
-goal of issues 5 and 7) and everything under tests/ (for reference)."""
+"""Wall time of the socket conformance suite as a user runs it (the 3-minute goal of issues 5
+and 7). Everything under tests/ is not timed here: it would take `make bench` past its
+15-minute budget; docs/performance.md gives a measured figure."""
 
 from __future__ import annotations
 
@@ -29,10 +30,7 @@ def _time_pytest(paths: list[str], lab: str, timeout: float) -> tuple[float, str
 
 def run(repeat: int = 1, lab: str = "bsuite", timeout: float = 900) -> list[Figure]:
     figures = []
-    for name, paths, goal in (
-        ("conformance_suite_wall", ["tests/socket"], "<= 180"),
-        ("test_suite_wall", ["tests"], ""),
-    ):
+    for name, paths, goal in (("conformance_suite_wall", ["tests/socket"], "<= 180"),):
         samples, outcomes = [], []
         for _ in range(repeat):
             seconds, outcome = _time_pytest(paths, lab, timeout)
