@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,29 @@ class Figure:
         if self.baseline_samples:
             data["baseline_stats"] = self.stats(self.baseline_samples)
         return data
+
+
+def receive_timed(server: socket.socket, result: dict[str, float], timeout: float = 60.0) -> None:
+    """Accept one connection on ``server`` and read it to EOF; put ``bytes`` and ``seconds``
+    (first byte to EOF, i.e. the transfer without the handshake) into ``result``.
+
+    Meant for a thread while the guest sends; leaves ``result`` empty if accept fails."""
+    try:
+        conn, _ = server.accept()
+    except OSError:
+        return
+    conn.settimeout(timeout)
+    got, start = 0, 0.0
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        if not got:
+            start = time.monotonic()
+        got += len(data)
+    result["seconds"] = time.monotonic() - start
+    result["bytes"] = got
+    conn.close()
 
 
 def machine_info() -> dict[str, Any]:

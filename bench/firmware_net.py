@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import REPO, Figure
+from bench.common import REPO, Figure, receive_timed
 
 sys.path.insert(0, str(REPO / "tests" / "firmware"))
 
@@ -45,23 +45,7 @@ def _tcp_guest_to_host(guest: Guest, port: int) -> float:
     server.bind((HOST_IP, port))
     server.listen(1)
     result: dict[str, float] = {}
-
-    def receive() -> None:
-        conn, _ = server.accept()
-        conn.settimeout(60)
-        got, start = 0, 0.0
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                break
-            if not got:
-                start = time.monotonic()
-            got += len(data)
-        result["seconds"] = time.monotonic() - start
-        result["bytes"] = got
-        conn.close()
-
-    t = threading.Thread(target=receive)
+    t = threading.Thread(target=receive_timed, args=(server, result))
     t.start()
     guest.console.exec(
         f"s = socket.socket(); s.connect(({HOST_IP!r}, {port})); b = bytes({CHUNK})\n"

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import REPO, Figure
+from bench.common import REPO, Figure, receive_timed
 from lab import Lab
 from lab.console import Console
 
@@ -213,26 +213,7 @@ def _tcp_guest_to_host(node, host_ip: str, port: int, nbytes: int) -> float:
     srv.listen(1)
     srv.settimeout(30)
     res: dict[str, float] = {}
-
-    def rx() -> None:
-        try:
-            conn, _ = srv.accept()
-        except OSError:
-            return
-        conn.settimeout(60)
-        got, start = 0, 0.0
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                break
-            if not got:
-                start = time.monotonic()
-            got += len(data)
-        res["s"] = time.monotonic() - start
-        res["b"] = got
-        conn.close()
-
-    t = threading.Thread(target=rx)
+    t = threading.Thread(target=receive_timed, args=(srv, res))
     t.start()
     try:
         node.exec(
@@ -243,9 +224,9 @@ def _tcp_guest_to_host(node, host_ip: str, port: int, nbytes: int) -> float:
     finally:
         t.join(120)
         srv.close()
-    if res.get("b") != nbytes:
-        raise RuntimeError(f"guest->host: host got {res.get('b')} of {nbytes} bytes")
-    return nbytes * 8 / res["s"] / 1e6
+    if res.get("bytes") != nbytes:
+        raise RuntimeError(f"guest->host: host got {res.get('bytes')} of {nbytes} bytes")
+    return nbytes * 8 / res["seconds"] / 1e6
 
 
 _GUEST_SINK = (

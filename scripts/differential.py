@@ -43,7 +43,7 @@ Facts = dict[str, Any]
 
 # ---- the two sides ----------------------------------------------------------------------
 
-# The same wrapper as tests/socket/sockguest.py, for CPython: errno as its symbolic name,
+# The same wrapper as lab/snippet.py, for CPython: errno as its symbolic name,
 # getaddrinfo's negative EAI_* codes as ints, an OSError without errno (socket.timeout) by type.
 _WRAP_CPY = """\
 import socket, time, errno
@@ -93,7 +93,7 @@ class GuestSide(Side):
         self.label = f"MicroPython/lwIP ({node.name})"
 
     def run(self, body: str = "pass", expr: str = "None", timeout: float = 15.0) -> Result:
-        from sockguest import run
+        from lab.snippet import run
 
         r = run(self.node, body, expr, timeout=timeout)
         return Result(r.kind, r.value, r.ms)

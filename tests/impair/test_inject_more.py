@@ -21,7 +21,6 @@ and TCP peers are context managers that remove their nft rules; DHCP is re-run o
 
 from __future__ import annotations
 
-import ast
 import itertools
 import threading
 import time
@@ -35,7 +34,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, UDPerror
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
-from lab import Lab, Node
+from lab import Lab, Node, snippet
 from lab.impair import nft_rules
 from lab.inject import (
     DhcpNak,
@@ -53,24 +52,11 @@ pytestmark = pytest.mark.docker
 # the firmware's errno values (newlib numbering)
 ETIMEDOUT = 116
 
-_WRAP = """\
-import socket, time
-_t0 = time.ticks_ms()
-try:
-{body}
-    _r = ('ok', {expr})
-except OSError as _e:
-    _r = ('err', _e.errno if isinstance(_e.errno, int) else _e.args[0])
-print(repr((_r, time.ticks_diff(time.ticks_ms(), _t0))))
-"""
-
 
 def guest(node: Node, body: str, expr: str = "None", timeout: float = 15.0) -> tuple[str, Any, int]:
     """Run ``body`` on the guest, then ``expr``: ('ok', value, ms) or ('err', errno, ms)."""
-    lines = "\n".join("    " + ln for ln in body.strip().splitlines()) or "    pass"
-    out = node.exec(_WRAP.format(body=lines, expr=expr), timeout=timeout)
-    (kind, value), ms = ast.literal_eval([ln for ln in out.splitlines() if ln.startswith("((")][-1])
-    return kind, value, ms
+    r = snippet.run(node, body, expr, timeout=timeout, errno_names=False)
+    return r.kind, r.value, r.ms
 
 
 class Background(threading.Thread):

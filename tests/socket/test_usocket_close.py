@@ -6,7 +6,8 @@ import pytest
 import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _open(node, host_ip: str, port: int, srv: _host.Server):

@@ -6,7 +6,8 @@ import pytest
 import sockhost as _host
 import sockwire as _tcp
 from scapy.layers.inet import TCP
-from sockguest import run
+
+from lab.snippet import run
 
 pytestmark = pytest.mark.usefixtures("wire")
 

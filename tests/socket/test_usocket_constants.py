@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sockguest import run
+
+from lab.snippet import run
 
 SPEC = {
     "AF_INET": 2,

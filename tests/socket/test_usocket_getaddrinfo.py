@@ -10,7 +10,8 @@ import pytest
 import sockwire as _w
 from scapy.layers.dns import DNS
 from scapy.layers.inet import IP, UDP
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _dns(wire, src: str | None = None) -> list:

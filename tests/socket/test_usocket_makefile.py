@@ -8,7 +8,8 @@ import time
 import pytest
 import sockhost as _host
 from scapy.layers.inet import TCP
-from sockguest import run
+
+from lab.snippet import run
 
 
 @pytest.mark.check("makefile", "returns the socket itself, for every mode")

@@ -7,7 +7,8 @@ import struct
 import pytest
 import sockwire as _w
 from scapy.layers.inet import ICMP, IP
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _echo(ident: int, seq: int, data: bytes) -> bytes:

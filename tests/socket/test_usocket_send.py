@@ -9,7 +9,8 @@ import pytest
 import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import IP, TCP
-from sockguest import run
+
+from lab.snippet import run
 
 PATTERN = "bytes(range(256))"
 

@@ -9,7 +9,8 @@ import pytest
 import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _client(ip: str, port: int, timeout: float = 3.0) -> socket.socket:

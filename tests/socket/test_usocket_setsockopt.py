@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from sockguest import run
+
+from lab.snippet import run
 
 
 @pytest.mark.check("setsockopt", "SO_REUSEADDR on both UDP sockets: second bind succeeds; without: EADDRINUSE")

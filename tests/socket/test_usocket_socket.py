@@ -7,7 +7,8 @@ import time
 import pytest
 import sockwire as _w
 from scapy.layers.inet import IP
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _quiet(wire, ip: str, settle: float = 0.5) -> list:

@@ -9,7 +9,8 @@ import pytest
 import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _connected(node, host_ip: str, port: int, srv: _host.Server):

@@ -9,7 +9,8 @@ import pytest
 import sockwire as _w
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
-from sockguest import run
+
+from lab.snippet import run
 
 
 def _udp(ip: str, port: int) -> socket.socket:

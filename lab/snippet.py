@@ -1,8 +1,11 @@
-"""Guest-side helpers: run a socket snippet on a node's REPL and get back a structured result
-(value, or errno of the OSError it raised, and the guest-measured duration).
+"""Run a snippet on a node's REPL and get back a structured result: its value, or the errno of
+the OSError it raised, and the guest-measured duration::
 
-Everything goes through ``node.exec`` (the lab's public API); the snippet runs in the guest's
-global namespace, so later calls can use names an earlier call made.
+    r = snippet.run(node, "s = socket.socket()\ns.connect(('10.77.0.1', 9))", "s.getpeername()")
+    r.ok, r.value, r.errno, r.ms
+
+Everything goes through ``node.exec``; the snippet runs in the guest's global namespace, so
+later calls can use names an earlier call made.
 """
 
 from __future__ import annotations
@@ -54,14 +57,17 @@ class Result:
         return f"<guest {self.kind} {self.value!r} in {self.ms} ms; code: {self.code.strip()!r}>"
 
 
-def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0) -> Result:
-    """Run ``body`` then evaluate ``expr`` (must repr as a literal) on the guest."""
+def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0, errno_names: bool = True) -> Result:
+    """Run ``body`` then evaluate ``expr`` (must repr as a literal) on the guest.
+
+    With ``errno_names`` an error's value is its symbolic name ("ECONNRESET"), else the int.
+    """
     body = textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
     code = _WRAP.format(body=body, expr=expr)
     out = node.exec(code, timeout=timeout)
     line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
     (kind, value), ms = ast.literal_eval(line)
-    if kind == "err":
+    if kind == "err" and errno_names:
         value = errno_name(node, value)
     return Result(kind, value, ms, body)
 
@@ -77,15 +83,14 @@ _NEWLIB = {
     127: "EISCONN",
     128: "ENOTCONN",
 }
-_names: dict[int, dict[int, str]] = {}
 
 
 def errno_name(node: Any, n: int) -> str | int:
     """Symbolic name of a guest errno ("ECONNRESET"); negative lwIP/DNS codes stay ints."""
     if n < 0:
         return n
-    key = id(node)
-    if key not in _names:
+    names = getattr(node, "_errno_names", None)  # asked once per node, kept on it
+    if names is None:
         table = node.eval("(lambda m: {getattr(m, k): k for k in dir(m) if k[0] == 'E'})(__import__('errno'))")
-        _names[key] = {**_NEWLIB, **table}
-    return _names[key].get(n, n)
+        names = node._errno_names = {**_NEWLIB, **table}
+    return names.get(n, n)
