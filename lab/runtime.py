@@ -152,10 +152,19 @@ class ComposeRuntime(Runtime):
         if ids:
             self._run([self.docker, "rm", "-f", "-v", *ids], check=False, timeout=120)
             swept += [f"container {i}" for i in ids]
+        stuck = []
         for net in self.networks(lab):
             p = self._run([self.docker, "network", "rm", net], check=False, timeout=60)
             if p.returncode == 0:
                 swept.append(f"network {net}")
+            else:
+                stuck.append(f"{net} ({(p.stderr or p.stdout).strip().splitlines()[-1]})")
+        if stuck:
+            # Seen once in ~60 up/downs: dockerd kept an endpoint of a removed container.
+            raise LabError(
+                f"lab {lab}: could not remove network {'; '.join(stuck)}. If no container of the lab is left, "
+                "dockerd holds a stale endpoint: restart dockerd, then run `mplab down` again"
+            )
         return swept
 
     def _ids(self, args: Sequence[str]) -> list[str]:
