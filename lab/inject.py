@@ -200,6 +200,8 @@ class _Responder:
         self.sent: list[Packet] = []
         self.errors: list[str] = []  # exceptions in the sniffer thread, which would otherwise vanish
         self._timers: list[threading.Timer] = []  # answers scheduled for later (DnsResponder delay)
+        self._send_lock = threading.Lock()
+        self._stopped = False
 
     def _guarded(self, p: Packet) -> None:
         try:
@@ -214,10 +216,16 @@ class _Responder:
         raise NotImplementedError
 
     def _send(self, frame: Packet) -> None:
-        self.sent.append(frame)  # first: the guest may act on it before sendp returns
-        send_on(self.lab.bridge, frame)
+        # Under the lock, so that once stop() has returned nothing more goes out (a timer that
+        # had already fired could not be cancelled).
+        with self._send_lock:
+            if self._stopped:
+                return
+            self.sent.append(frame)  # first: the guest may act on it before sendp returns
+            send_on(self.lab.bridge, frame)
 
     def start(self) -> Any:
+        self._stopped = False
         self._sniffer = start_sniffer(self.lab.bridge, self._guarded, self.bpf)
         if self._sniffer is None:
             raise LabError(f"{self.kind}: sniffer on {self.lab.bridge} did not start")
@@ -230,6 +238,8 @@ class _Responder:
         return self
 
     def stop(self) -> None:
+        with self._send_lock:
+            self._stopped = True
         nft_delete(self.lab.name, "bridge", self.tag)
         stop_sniffer(self._sniffer)
         self._sniffer = None

@@ -4,6 +4,7 @@ test clears what it impairs (context managers / finally)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,9 @@ def mplab(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_loss_rate_over_1000_udp_datagrams(lab: Lab, node: Node, host_peer) -> None:
     rx = host_peer.udp(timeout=1.0)
+    # Room for all 1000 datagrams, so a reader thread starved of the GIL can't add host-side
+    # loss to the link's (SO_RCVBUFFORCE: root may exceed rmem_max).
+    rx.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
     port = rx.getsockname()[1]
     got: set[bytes] = set()
     done = threading.Event()
