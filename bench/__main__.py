@@ -203,19 +203,17 @@ def plots(figs: list[Figure], outdir: Path) -> list[Path]:
         med = statistics.median(samples)
         return med, med - min(samples), max(samples) - med
 
+    def errorbar_by_nodes(ax: Any, pairs: list[tuple[int, Figure]], **style: Any) -> list[int]:
+        """Median with min-max bars of each figure, against its node count; returns the counts."""
+        xs = [n for n, _ in pairs]
+        e = [err(f.samples) for _, f in pairs]
+        ax.errorbar(xs, [x[0] for x in e], yerr=[[x[1] for x in e], [x[2] for x in e]], marker="o", capsize=4, **style)
+        return xs
+
     ups = sorted((f.params["nodes"], f) for f in figs if f.name.startswith("lab_up_"))
     if ups:
         fig, ax = plt.subplots(figsize=(6, 4))
-        xs = [n for n, _ in ups]
-        e = [err(f.samples) for _, f in ups]
-        ax.errorbar(
-            xs,
-            [x[0] for x in e],
-            yerr=[[x[1] for x in e], [x[2] for x in e]],
-            marker="o",
-            capsize=4,
-            label="mplab up (median, min-max)",
-        )
+        xs = errorbar_by_nodes(ax, ups, label="mplab up (median, min-max)")
         ax.axhline(5, color="tab:red", ls="--", lw=1, label="goal: 2 nodes <= 5 s")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
@@ -256,17 +254,7 @@ def plots(figs: list[Figure], outdir: Path) -> list[Path]:
     idle = sorted((f.params["nodes"], f) for f in figs if f.name.startswith("idle_cpu_") and "nodes" in f.params)
     if idle:
         fig, ax = plt.subplots(figsize=(6, 4))
-        xs = [n for n, _ in idle]
-        e = [err(f.samples) for _, f in idle]
-        ax.errorbar(
-            xs,
-            [x[0] for x in e],
-            yerr=[[x[1] for x in e], [x[2] for x in e]],
-            marker="o",
-            capsize=4,
-            color="tab:blue",
-            label="idle CPU per node (%)",
-        )
+        xs = errorbar_by_nodes(ax, idle, color="tab:blue", label="idle CPU per node (%)")
         ax.axhline(1, color="tab:blue", ls="--", lw=1, label="goal < 1 %")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])

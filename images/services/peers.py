@@ -27,27 +27,25 @@ class TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
-class EchoTCP(socketserver.BaseRequestHandler):
-    def handle(self):
-        n = 0
-        while True:
-            data = self.request.recv(65536)
-            if not data:
-                break
-            self.request.sendall(data)
-            n += len(data)
-        log("tcp echo %s:%d %d bytes" % (*self.client_address, n))
-
-
 class DiscardTCP(socketserver.BaseRequestHandler):
+    """Read to EOF; EchoTCP also sends every byte back."""
+
+    echo = False
+
     def handle(self):
         n = 0
         while True:
             data = self.request.recv(65536)
             if not data:
                 break
+            if self.echo:
+                self.request.sendall(data)
             n += len(data)
-        log("tcp discard %s:%d %d bytes" % (*self.client_address, n))
+        log("tcp %s %s:%d %d bytes" % ("echo" if self.echo else "discard", *self.client_address, n))
+
+
+class EchoTCP(DiscardTCP):
+    echo = True
 
 
 class EchoUDP(socketserver.BaseRequestHandler):
