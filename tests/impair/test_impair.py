@@ -31,7 +31,7 @@ def mplab(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_loss_rate_over_1000_udp_datagrams(lab: Lab, node: Node, host_peer) -> None:
+def test_loss_rate_over_1000_udp_datagrams(lab: Lab, node: Node, host_peer, wire) -> None:
     rx = host_peer.udp(timeout=1.0)
     # Room for all 1000 datagrams, so a reader thread starved of the GIL can't add host-side
     # loss to the link's (SO_RCVBUFFORCE: root may exceed rmem_max).
@@ -61,8 +61,11 @@ def test_loss_rate_over_1000_udp_datagrams(lab: Lab, node: Node, host_peer) -> N
         th.join()
     node.exec("u.close()")
     assert node.impairments() == {}
-    lost = 1000 - len(got)
-    assert 60 <= lost <= 140, f"lost {lost}/1000 with loss 10%"
+    # Counted where the impaired link ends: on the lab bridge, past the drop rule. The host
+    # socket's count is reported beside it (twice in CI it alone lost far more, cause unknown).
+    on_wire = {bytes(p[UDP].payload) for p in wire.packets() if p.haslayer(UDP) and p[UDP].dport == port}
+    lost = 1000 - len(on_wire)
+    assert 60 <= lost <= 140, f"lost {lost}/1000 on the wire with loss 10% (host socket got {len(got)})"
 
 
 def _rtt_on_wire(lab: Lab, node: Node, wire, host_peer, n: int = 5) -> float:

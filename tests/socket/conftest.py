@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 
-_ports = itertools.count(20000 + (os.getpid() % 200) * 200, 10)  # 10 ports per test
+# 10 ports per test, below both lwIP's (49152+) and Linux's (32768+) ephemeral ranges: a test port
+# must never meet a port a guest or the host picked for an earlier connection (EADDRINUSE).
+_ports = itertools.count(20000 + (os.getpid() % 100) * 100, 10)
 
 
 def pytest_configure(config: pytest.Config) -> None:
