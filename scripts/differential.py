@@ -214,8 +214,10 @@ def sc_connect_handshake(side: Side, ctx: Ctx) -> tuple[Result, Facts]:
 def sc_connect_closed_port(side: Side, ctx: Ctx) -> tuple[Result, Facts]:
     port = ctx.port
     r = side.run(f"s = socket.socket()\ntry:\n    s.connect(({ctx.host!r}, {port}))\nfinally:\n    s.close()")
-    syns = [p for p in _tcp_from(ctx, side, dport=port) if _flags(p) == "S"]
+    # Wait for the capture to catch up: Linux returns from connect() before our sniffer thread
+    # has necessarily handed over its SYN.
     ans = _wait(lambda: [p for p in ctx.packets() if _is_tcp_to(p, side.ip, port)], 1.0)
+    syns = _wait(lambda: [p for p in _tcp_from(ctx, side, dport=port) if _flags(p) == "S"], 1.0)
     return r, {
         "error": r.value if r.kind == "err" else r.text(),
         "syns_sent": len(syns),
