@@ -8,50 +8,19 @@ import socket
 from fw_guest import HOST_IP, Guest
 from fw_peer import background
 
-SPEC_CONSTANTS = {
-    "AF_INET": 2,
-    "AF_INET6": 10,
-    "SOCK_STREAM": 1,
-    "SOCK_DGRAM": 2,
-    "SOCK_RAW": 3,
-    "SO_REUSEADDR": 4,
-    "IPPROTO_TCP": 6,
-    "IPPROTO_UDP": 17,
-    "SOL_SOCKET": 4095,
-}
-SPEC_FUNCTIONS = ["socket", "getaddrinfo"]
-SPEC_METHODS = [
-    "close",
-    "bind",
-    "listen",
-    "accept",
-    "connect",
-    "send",
-    "sendall",
-    "recv",
-    "sendto",
-    "recvfrom",
-    "setsockopt",
-    "settimeout",
-    "setblocking",
-    "makefile",
-    "read",
-    "readinto",
-    "readline",
-    "write",
-]
+from lab.spec import SOCKET_CONSTANTS, SOCKET_FUNCTIONS, SOCKET_METHODS
 
 
 def test_constants_functions_and_methods(guest: Guest) -> None:
     c = guest.console
     assert c is not None
-    got = c.eval(f"{{n: getattr(socket, n, None) for n in {sorted(SPEC_CONSTANTS)!r}}}")
-    assert got == SPEC_CONSTANTS
+    got = c.eval(f"{{n: getattr(socket, n, None) for n in {sorted(SOCKET_CONSTANTS)!r}}}")
+    assert got == SOCKET_CONSTANTS
     assert c.eval("__import__('usocket') is __import__('socket')") is True
-    missing_fn = c.eval(f"[n for n in {SPEC_FUNCTIONS!r} if not callable(getattr(socket, n, None))]")
+    missing_fn = c.eval(f"[n for n in {SOCKET_FUNCTIONS!r} if not callable(getattr(socket, n, None))]")
     assert missing_fn == [], f"socket module lacks functions {missing_fn}"
     missing = c.eval(
-        f"(lambda s: ([n for n in {SPEC_METHODS!r} if not callable(getattr(s, n, None))], s.close()))"
+        f"(lambda s: ([n for n in {SOCKET_METHODS!r} if not callable(getattr(s, n, None))], s.close()))"
         "(socket.socket())[0]"
     )
     assert missing == [], f"socket objects lack methods {missing}"
