@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import REPO, Figure
+from bench.common import CLK_TCK, REPO, Figure, cpu_ticks
 
 QEMU = ["qemu-system-arm", "-machine", "mps2-an385", "-display", "none", "-monitor", "none", "-semihosting"]
 
@@ -48,17 +48,11 @@ def idle_cpu(elf: Path, settle: float = 2.0, window: float = 5.0) -> float:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    tck = os.sysconf("SC_CLK_TCK")
-
-    def ticks() -> int:
-        f = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(f[11]) + int(f[12])
-
     try:
         time.sleep(settle)
-        c0, t0 = ticks(), time.monotonic()
+        c0, t0 = cpu_ticks(proc.pid), time.monotonic()
         time.sleep(window)
-        return (ticks() - c0) / tck / (time.monotonic() - t0) * 100
+        return (cpu_ticks(proc.pid) - c0) / CLK_TCK / (time.monotonic() - t0) * 100
     finally:
         proc.kill()
         proc.wait(timeout=10)

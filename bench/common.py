@@ -45,6 +45,15 @@ class Figure:
         return data
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (fields 14 and 15 of /proc/<pid>/stat), in clock ticks."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
 def receive_timed(server: socket.socket, result: dict[str, float], timeout: float = 60.0) -> None:
     """Accept one connection on ``server`` and read it to EOF; put ``bytes`` and ``seconds``
     (first byte to EOF, i.e. the transfer without the handshake) into ``result``.

@@ -20,12 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import REPO, Figure, receive_timed
+from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, receive_timed
 from lab import Lab
 from lab.console import Console
 
 MPLAB = [sys.executable, "-m", "lab"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 Log = Callable[[str], None]
@@ -71,11 +70,6 @@ def _up_cli(lab: str, n: int, tries: int = 3) -> float:
 
 
 # ---- /proc accounting --------------------------------------------------------------------
-def _cpu_ticks(pid: int) -> int:
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(f[11]) + int(f[12])  # utime + stime (fields 14, 15)
-
-
 def _rss_pss_kib(pid: int) -> tuple[int, int]:
     rss = pss = 0
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -138,12 +132,12 @@ def _qemu_pids(lab: Lab) -> list[int]:
 def idle_sample(lab: Lab, window: float) -> dict[str, float]:
     """Per-node idle CPU (% of one core) and memory of the QEMU processes over ``window`` s."""
     pids = _qemu_pids(lab)
-    c0 = {p: _cpu_ticks(p) for p in pids}
+    c0 = {p: cpu_ticks(p) for p in pids}
     b0 = _host_cpu_busy()
     t0 = time.monotonic()
     time.sleep(window)
     dt = time.monotonic() - t0
-    c1 = {p: _cpu_ticks(p) for p in pids}
+    c1 = {p: cpu_ticks(p) for p in pids}
     b1 = _host_cpu_busy()
     cpu = [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in pids]
     mem = [_rss_pss_kib(p) for p in pids]
@@ -337,13 +331,13 @@ class _CpuMeter:
         self.pids = pids
 
     def __enter__(self) -> _CpuMeter:
-        self.c0 = sum(_cpu_ticks(p) for p in self.pids)
+        self.c0 = sum(cpu_ticks(p) for p in self.pids)
         self.t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         dt = time.monotonic() - self.t0
-        self.pct = (sum(_cpu_ticks(p) for p in self.pids) - self.c0) / CLK_TCK / dt * 100
+        self.pct = (sum(cpu_ticks(p) for p in self.pids) - self.c0) / CLK_TCK / dt * 100
 
 
 # ---- the run -----------------------------------------------------------------------------
