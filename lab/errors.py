@@ -26,3 +26,7 @@ class RuntimeUnavailable(LabError):
 
 class NodeError(LabError):
     """A node is missing, down, or did not come up."""
+
+
+class LabTimeout(LabError, TimeoutError):
+    """Something the lab waited for did not happen within its timeout."""
