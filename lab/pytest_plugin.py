@@ -6,7 +6,7 @@ Fixtures:
   nodes      session: the lab's nodes, node1..nodeN.
   node       session: node1.
   wire       function: a Wire over a Capture of the lab bridge for this test.
-  host_peer  function: sockets bound on the host's LAN address, closed after the test.
+  host_peer  function: a lab.peers.HostPeer (sockets on the host's LAN address), closed after the test.
 
 On failure, the test's pcap and each node's console transcript (the part written during the
 test) are kept under artifacts/<test id>/ and listed in the report.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from .lab import Lab, Node
+from .peers import HostPeer
 
 _ARTIFACTS = pytest.StashKey[dict[str, Any]]()
 
@@ -114,56 +114,10 @@ def wire(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Any]:
         cap.stop()
 
 
-class HostPeer:
-    """Sockets on the host's LAN address (the lab bridge's gateway)."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.ip = lab.host_ip
-        self._socks: list[socket.socket] = []
-
-    def _track(self, s: socket.socket) -> socket.socket:
-        self._socks.append(s)
-        return s
-
-    def tcp_server(self, port: int = 0, backlog: int = 4, timeout: float = 10.0) -> socket.socket:
-        """A listening TCP socket on (host_ip, port); ``.getsockname()[1]`` gives the port."""
-        s = self._track(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.settimeout(timeout)
-        s.bind((self.ip, port))
-        s.listen(backlog)
-        return s
-
-    def udp(self, port: int = 0, timeout: float = 10.0) -> socket.socket:
-        """A UDP socket bound on (host_ip, port)."""
-        s = self._track(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        s.settimeout(timeout)
-        s.bind((self.ip, port))
-        return s
-
-    def tcp_connect(self, ip: str, port: int, timeout: float = 10.0) -> socket.socket:
-        """A TCP client from the host's LAN address to a lab address."""
-        if not self.lab.subnet.overlaps(__import__("ipaddress").ip_network(f"{ip}/32")):
-            raise ValueError(f"{ip} is not in lab {self.lab.name}'s subnet {self.lab.subnet}")
-        s = self._track(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        s.settimeout(timeout)
-        s.bind((self.ip, 0))
-        s.connect((ip, port))
-        return s
-
-    def close(self) -> None:
-        for s in self._socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        self._socks.clear()
-
-
 @pytest.fixture
 def host_peer(lab: Lab) -> Iterator[HostPeer]:
-    hp = HostPeer(lab)
+    """lab.peers.HostPeer on the host's LAN address: its sockets and servers close after the test."""
+    hp = HostPeer.for_lab(lab)
     try:
         yield hp
     finally:

@@ -14,6 +14,9 @@ import socketserver
 import sys
 import threading
 
+# The lab's table of these ports is lab/services.py (this image cannot import the lab):
+# tests/scenarios/test_scenario_schema.py checks that the two agree.
+PORTS = {"tcp_echo": 7, "tcp_discard": 9, "udp_echo": 7, "http": 80}
 HTTP_BODY = b"hello from mplab peer\n"
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -96,15 +99,16 @@ class HTTP(http.server.BaseHTTPRequestHandler):
 def main():
     host = os.environ.get("MPLAB_PEERS_BIND", "0.0.0.0")
     servers = [
-        TCPServer((host, 7), EchoTCP),
-        TCPServer((host, 9), DiscardTCP),
-        socketserver.ThreadingUDPServer((host, 7), EchoUDP),
-        http.server.ThreadingHTTPServer((host, 80), HTTP),
+        TCPServer((host, PORTS["tcp_echo"]), EchoTCP),
+        TCPServer((host, PORTS["tcp_discard"]), DiscardTCP),
+        socketserver.ThreadingUDPServer((host, PORTS["udp_echo"]), EchoUDP),
+        http.server.ThreadingHTTPServer((host, PORTS["http"]), HTTP),
     ]
     for s in servers:
         s.daemon_threads = True
         threading.Thread(target=s.serve_forever, daemon=True).start()
-    log("listening: tcp/7 echo, tcp/9 discard, udp/7 echo, tcp/80 http")
+    log("listening: tcp/%(tcp_echo)d echo, tcp/%(tcp_discard)d discard, udp/%(udp_echo)d echo, "
+        "tcp/%(http)d http" % PORTS)
     threading.Event().wait()
 
 

@@ -1,15 +1,16 @@
-"""mplab cp FILE NODE:PATH: copy a host file onto a node's filesystem (via exec, in chunks)."""
+"""mplab cp FILE NODE:PATH: copy a host file onto a node's filesystem (lab.guestfs)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from .. import guestfs
 from ..errors import ConfigError
-from ..lab import Node
 from ._common import open_lab
 
-CHUNK = 192  # bytes of file per exec; its repr fits one raw-paste window or two
+CHUNK = guestfs.CHUNK
+put = guestfs.put  # the old name: lab.cli.cp.put(node, data, path)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,15 +18,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("src", metavar="FILE")
     p.add_argument("dst", metavar="NODE:PATH")
     p.set_defaults(func=run)
-
-
-def put(node: Node, data: bytes, path: str) -> None:
-    node.exec(f"_f = open({path!r}, 'wb')")
-    try:
-        for i in range(0, len(data), CHUNK):
-            node.exec(f"_f.write({data[i : i + CHUNK]!r})")
-    finally:
-        node.exec("_f.close()\ndel _f")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
     if not path:
         path = "/" + src.name
     lab = open_lab(args, quiet=True)
-    node = lab.node(name)
-    data = src.read_bytes()
-    put(node, data, path)
-    n = node.eval(f"__import__('os').stat({path!r})[6]")
-    lab.close()
+    try:
+        node = lab.node(name)
+        guestfs.put(node, src.read_bytes(), path)
+        n = guestfs.stat(node, path).size
+    finally:
+        lab.close()
     print(f"{src} -> {name}:{path} ({n} bytes)")
     return 0

@@ -118,3 +118,36 @@ def test_cli_check_only(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 0 and ": ok (2 steps, 1 assertions" in r.stdout, r.stderr
+
+
+def test_unknown_action_lists_every_valid_action(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD.replace("  - send: {peer: sender,", "  - frobnicate: {peer: sender,", 1))
+    with pytest.raises(sc.ScenarioError) as ei:
+        sc.load(p)
+    msg = str(ei.value)
+    assert msg.startswith(f"{p}:9: timeline[1].frobnicate: unknown action 'frobnicate'; fix: "), msg
+    fix = msg.split("; fix: ", 1)[1]
+    listed = fix.split("the actions are: ", 1)[1].split(" (", 1)[0].split(", ")
+    assert listed == list(sc.ACTIONS) and {"exec", "impair", "inject", "send", "wait_for"} <= set(listed), fix
+    # the runner resolves a step's action through the same registry, with the same list
+    with pytest.raises(sc.ScenarioError, match="unknown action 'frobnicate'; fix: the actions are: exec, "):
+        sc.lookup("frobnicate")
+
+
+def test_one_registry_validates_and_runs_each_action() -> None:
+    for name, act in sc.ACTIONS.items():
+        assert act.name == name and act.synopsis
+        assert type(act).check is not sc.Action.check and type(act).run is not sc.Action.run, name
+
+
+def test_impair_fields_and_service_ports_have_one_source() -> None:
+    import ast
+
+    from lab import impair, services
+
+    assert sc.IMPAIR_KEYS == set(impair.FIELDS)
+    assert sc.SERVICES == services.PORTS
+    # the services image cannot import the lab: its own table must agree with lab/services.py
+    tree = ast.parse((REPO / "images" / "services" / "peers.py").read_text())
+    image = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PORTS"]
+    assert image == [services.PORTS]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 
-def _open(node, host_ip: str, port: int, srv: _host.Server):
+def _open(node, host_ip: str, port: int, srv: _host.TcpServer):
     r = run(node, f"s = socket.socket()\ns.connect(({host_ip!r}, {port}))")
     assert r.ok, r
     return srv.conn()[0]

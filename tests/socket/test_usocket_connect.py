@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import sockhost as _host
 import sockwire as _tcp
 from scapy.layers.inet import TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 pytestmark = pytest.mark.usefixtures("wire")

@@ -6,9 +6,9 @@ import socket
 import time
 
 import pytest
-import sockhost as _host
 from scapy.layers.inet import TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 

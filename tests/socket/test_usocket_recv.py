@@ -6,14 +6,14 @@ import socket
 import time
 
 import pytest
-import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 
-def _pair(node, host_ip: str, port: int, srv: _host.Server) -> socket.socket:
+def _pair(node, host_ip: str, port: int, srv: _host.TcpServer) -> socket.socket:
     r = run(node, f"s = socket.socket()\ns.settimeout(5)\ns.connect(({host_ip!r}, {port}))")
     assert r.ok, r
     conn, _ = srv.conn()

@@ -6,16 +6,16 @@ import threading
 import time
 
 import pytest
-import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import IP, TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 PATTERN = "bytes(range(256))"
 
 
-def _connect(node, host_ip: str, port: int, srv: _host.Server):
+def _connect(node, host_ip: str, port: int, srv: _host.TcpServer):
     r = run(node, f"s = socket.socket()\ns.connect(({host_ip!r}, {port}))", "s.write(b'') if False else 1")
     assert r.ok, r
     return srv.conn()

@@ -6,10 +6,10 @@ import contextlib
 import socket
 
 import pytest
-import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 

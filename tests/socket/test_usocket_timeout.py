@@ -6,14 +6,14 @@ import threading
 import time
 
 import pytest
-import sockhost as _host
 import sockwire as _w
 from scapy.layers.inet import TCP
 
+from lab import peers as _host
 from lab.snippet import run
 
 
-def _connected(node, host_ip: str, port: int, srv: _host.Server):
+def _connected(node, host_ip: str, port: int, srv: _host.TcpServer):
     r = run(node, f"s = socket.socket()\ns.connect(({host_ip!r}, {port}))")
     assert r.ok, r
     return srv.conn()[0]
