@@ -71,6 +71,14 @@ class Action:
 
     name: ClassVar[str]
     synopsis: ClassVar[str]  # its arguments, for error messages and docs
+    fields: ClassVar[frozenset[str] | None] = None  # the keys its mapping may have (None: any)
+
+    def mapping(self, c: CheckContext, a: Any, at: Path_) -> dict[str, Any]:
+        """The step's arguments as a mapping with only this action's ``fields``."""
+        a = c.v.mapping(a, at, self.synopsis)
+        if self.fields is not None:
+            c.v.keys(a, at, self.fields)
+        return a
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         """Validate the step's arguments ``a`` (at ``at`` in the file): (args, expect)."""
@@ -127,11 +135,11 @@ def _node_arg(c: CheckContext, a: dict[str, Any], at: Path_) -> None:
 class Exec(Action):
     name = "exec"
     synopsis = "{node, code | file, timeout, background, expect}"
+    fields = frozenset({"node", "code", "file", "timeout", "background", "expect", "require"})
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         v = c.v
-        a = v.mapping(a, at, self.synopsis)
-        v.keys(a, at, {"node", "code", "file", "timeout", "background", "expect", "require"})
+        a = self.mapping(c, a, at)
         _node_arg(c, a, at)
         if ("code" in a) == ("file" in a):
             raise v.err(at, "needs exactly one of `code` and `file`", "give the guest code inline or a local file")
@@ -225,10 +233,10 @@ class Sleep(Action):
 class Impair(Action):
     name = "impair"
     synopsis = "{node, " + ", ".join(IMPAIR_FIELDS) + "}"
+    fields = frozenset({"node"} | IMPAIR_KEYS)
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
-        a = c.v.mapping(a, at, self.synopsis)
-        c.v.keys(a, at, {"node"} | IMPAIR_KEYS)
+        a = self.mapping(c, a, at)
         _node_arg(c, a, at)
         if not set(a) & IMPAIR_KEYS:
             raise c.v.err(at, "no impairment given", f"add one of: {', '.join(sorted(IMPAIR_KEYS))}")
@@ -245,10 +253,10 @@ class Impair(Action):
 class Clear(Action):
     name = "clear"
     synopsis = "{node}"
+    fields = frozenset({"node"})
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
-        a = c.v.mapping(a, at, self.synopsis)
-        c.v.keys(a, at, {"node"})
+        a = self.mapping(c, a, at)
         _node_arg(c, a, at)
         return a, None
 
@@ -261,10 +269,10 @@ class Clear(Action):
 class Link(Action):
     name = "link"
     synopsis = "{node, up: true|false}"
+    fields = frozenset({"node", "up"})
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
-        a = c.v.mapping(a, at, self.synopsis)
-        c.v.keys(a, at, {"node", "up"})
+        a = self.mapping(c, a, at)
         _node_arg(c, a, at)
         c.v.boolean(c.v.required(a, at, "up", "add `up: false` (down) or `up: true`"), (*at, "up"), "up: false")
         return a, None
@@ -284,7 +292,7 @@ class Inject(Action):
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         v = c.v
-        a = v.mapping(a, at, self.synopsis)
+        a = self.mapping(c, a, at)
         k = v.required(a, at, "kind", f"add `kind:` ({', '.join(INJECT_KINDS)})")
         if k not in INJECT_KINDS:
             raise v.err((*at, "kind"), f"unknown injection {k!r}", f"use one of: {', '.join(INJECT_KINDS)}")
@@ -342,20 +350,25 @@ class Inject(Action):
 
 
 # ---- the host's side (lab.peers) -------------------------------------------------------
+def _to_port(v: Validator, a: dict[str, Any], at: Path_, to_fix: str) -> None:
+    """A host action's destination: ``to`` (a node or an address) and ``port``."""
+    v.string(v.required(a, at, "to", "add `to: node1`"), (*at, "to"), to_fix)
+    v.integer(v.required(a, at, "port", "add `port: N`"), (*at, "port"), "port: 1..65535", 1, 65535)
+
+
 @register
 class Send(Action):
     name = "send"
     synopsis = "{peer, to, port, data, count, interval}"
+    fields = frozenset({"peer", "to", "port", "data", "count", "interval"})
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         v = c.v
-        a = v.mapping(a, at, self.synopsis)
-        v.keys(a, at, {"peer", "to", "port", "data", "count", "interval"})
+        a = self.mapping(c, a, at)
         pn = v.required(a, at, "peer", "add `peer: <name of a udp peer>`")
         if pn not in c.peers or c.peers[pn].kind != "udp":
             raise v.err((*at, "peer"), f"no udp peer {pn!r}", "declare it under peers: with kind: udp")
-        v.string(v.required(a, at, "to", "add `to: node1`"), (*at, "to"), "to: node1 (or an IP)")
-        v.integer(v.required(a, at, "port", "add `port: N`"), (*at, "port"), "port: 1..65535", 1, 65535)
+        _to_port(v, a, at, "to: node1 (or an IP)")
         v.integer(a.get("count", 1), (*at, "count"), "count: 1..10000", 1, 10000)
         v.number(a.get("interval", 0), (*at, "interval"), "interval: seconds")
         return a, None
@@ -376,13 +389,12 @@ class Send(Action):
 class TcpConnect(Action):
     name = "tcp_connect"
     synopsis = "{to, port, data, close: fin|rst|none, hold}"
+    fields = frozenset({"to", "port", "data", "close", "hold", "timeout"})
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         v = c.v
-        a = v.mapping(a, at, self.synopsis)
-        v.keys(a, at, {"to", "port", "data", "close", "hold", "timeout"})
-        v.string(v.required(a, at, "to", "add `to: node1`"), (*at, "to"), "to: node1")
-        v.integer(v.required(a, at, "port", "add `port: N`"), (*at, "port"), "port: 1..65535", 1, 65535)
+        a = self.mapping(c, a, at)
+        _to_port(v, a, at, "to: node1")
         if a.get("close", "fin") not in ("fin", "rst", "none"):
             raise v.err((*at, "close"), f"unknown close {a.get('close')!r}", "use fin, rst or none")
         return a, None
@@ -426,11 +438,11 @@ def _hold_then_close(s: socket.socket, a: dict[str, Any], res: StepResult) -> No
 class WaitFor(Action):
     name = "wait_for"
     synopsis = "{console: {node, match} | wire: {layer, fields} | step: ID, timeout}"
+    fields = frozenset({"console", "wire", "step", "timeout"})
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         v = c.v
-        a = v.mapping(a, at, self.synopsis)
-        v.keys(a, at, {"console", "wire", "step", "timeout"})
+        a = self.mapping(c, a, at)
         got = [k for k in ("console", "wire", "step") if k in a]
         if len(got) != 1:
             raise v.err(at, "needs exactly one of console/wire/step", "wait for one thing per step")

@@ -61,29 +61,26 @@ def test_missing_path_is_one_lab_error_naming_node_path_and_errno(node: Node) ->
     assert node.eval("1 + 1") == 2
 
 
-def test_cli_cp_uses_guestfs(node: Node, tmp_path: Path) -> None:
-    src = tmp_path / "c.py"
-    src.write_bytes(DATA)
+def _cp(node: Node, src: Path, dst: str) -> subprocess.CompletedProcess[str]:
     node.close()  # the console takes one client at a time: let the CLI's in
-    r = subprocess.run(
-        [sys.executable, "-m", "lab", "--lab", node.lab.name, "cp", str(src), f"{node.name}:/t_gfs_cp.py"],
+    return subprocess.run(
+        [sys.executable, "-m", "lab", "--lab", node.lab.name, "cp", str(src), f"{node.name}:{dst}"],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=120,
     )
+
+
+def test_cli_cp_uses_guestfs(node: Node, tmp_path: Path) -> None:
+    src = tmp_path / "c.py"
+    src.write_bytes(DATA)
+    r = _cp(node, src, "/t_gfs_cp.py")
     assert r.returncode == 0 and f"({len(DATA)} bytes)" in r.stdout, r.stderr
     try:
         assert guestfs.get(node, "/t_gfs_cp.py") == DATA
     finally:
         guestfs.rm(node, "/t_gfs_cp.py")
-    node.close()
-    r = subprocess.run(
-        [sys.executable, "-m", "lab", "--lab", node.lab.name, "cp", str(src), f"{node.name}:/no/such/x.py"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    r = _cp(node, src, "/no/such/x.py")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"{node.name}: /no/such/x.py: put failed: ENOENT (errno 2)" in r.stderr, r.stderr
