@@ -29,12 +29,10 @@ import os
 import select
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import LabError
-
-if TYPE_CHECKING:
-    from .lab import Lab
+from .topology import LanView
 
 ROLE = "linux-peer"
 _OFFSET = 3  # subnet + 3: after the gateway (+1) and services (+2)
@@ -62,7 +60,7 @@ def container_name(lab: str) -> str:
     return f"mplab-{lab}-linuxpeer"
 
 
-def peer_ip(lab: Lab) -> str:
+def peer_ip(lab: LanView) -> str:
     """The peer's fixed lab address: the first of subnet+3.. that no lab role claims."""
     topo = lab.topology
     net = ipaddress.ip_network(str(topo.subnet))
@@ -84,7 +82,7 @@ class LinuxPeerError(LabError):
 class LinuxPeer:
     """A CPython on Linux, on the lab's LAN (container ``mplab-<lab>-linuxpeer``)."""
 
-    def __init__(self, lab: Lab, image: str | None = None, docker: str = "docker") -> None:
+    def __init__(self, lab: LanView, image: str | None = None, docker: str = "docker") -> None:
         self.lab = lab
         self.docker = docker
         self.image = image or f"mplab/services:{lab.topology.version}"
@@ -98,7 +96,7 @@ class LinuxPeer:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def _network(self) -> str:
-        nets = self.lab.runtime.networks(self.lab.name)
+        nets = self.lab.networks()
         if not nets:
             raise LinuxPeerError(f"lab {self.lab.name} has no network: is it up?")
         return nets[0]

@@ -24,20 +24,16 @@ import random
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.sendrecv import AsyncSniffer
 
-from .capture import start_sniffer, stop_sniffer
-from .errors import ConfigError, LabError
-from .impair import nft_add, nft_delete
-from .inject import bridge_mac, send_on
-
-if TYPE_CHECKING:
-    from .lab import Lab
+from .capture import send_on, start_sniffer, stop_sniffer
+from .errors import CaptureError, ConfigError, LabError
+from .hostnet import bridge_mac, nft_add, nft_delete
+from .topology import LanView
 
 M32 = 0xFFFFFFFF
 
@@ -195,7 +191,7 @@ class TcpConn:
 class TcpPeer:
     """Listen on (host_ip, port) or connect from it, driven by scapy (see the module doc)."""
 
-    def __init__(self, lab: Lab, port: int = 0, window: int = 8192, mss: int = 536, listen: bool = True) -> None:
+    def __init__(self, lab: LanView, port: int = 0, window: int = 8192, mss: int = 536, listen: bool = True) -> None:
         self.lab = lab
         self.ip = lab.host_ip
         self.port = port or _free_port(self.ip)
@@ -222,7 +218,7 @@ class TcpPeer:
         self._sniffer = start_sniffer(self.lab.bridge, self._on, f"tcp and dst host {self.ip} and dst port {self.port}")
         if self._sniffer is None:
             self.stop()
-            raise LabError(f"tcp peer: sniffer on {self.lab.bridge} did not start")
+            raise CaptureError(f"tcp peer: sniffer on {self.lab.bridge} did not start")
         return self
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -25,6 +25,40 @@ LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,9}$")
 DEFAULT_LAB = "default"
 MAX_NODES = 62  # the /26 IPAM range for node containers
 COMPOSE_NAMES = ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml")
+
+
+class LanView(Protocol):
+    """What the parts (inject, tcp_peer, linux_peer) need of a running lab: ``Lab`` is one.
+
+    A part takes this, never ``Lab`` itself, so that it imports nothing above it.
+    """
+
+    name: str
+    topology: Topology
+
+    @property
+    def bridge(self) -> str: ...
+
+    @property
+    def host_ip(self) -> str: ...
+
+    @property
+    def services_ip(self) -> str: ...
+
+    @property
+    def subnet(self) -> IPv4Network: ...
+
+    def leases(self) -> dict[str, str]:
+        """guest MAC → guest IP."""
+        ...
+
+    def lan_hosts(self) -> dict[str, str]:
+        """IP → MAC of every lab host that can be named (guests, host, services)."""
+        ...
+
+    def networks(self) -> list[str]:
+        """The lab's container networks."""
+        ...
 
 
 def validate_lab_name(name: str) -> str:
