@@ -228,6 +228,12 @@ class _Responder:
             t.cancel()
         self._timers.clear()
 
+    def abandon(self) -> None:
+        """Stop sniffing but leave the host rules in place, as a killed process would
+        (for tests that ``mplab down`` removes them)."""
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
+
     def __enter__(self) -> Any:
         return self.start()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,8 +90,12 @@ def errno_name(node: Any, n: int) -> str | int:
     """Symbolic name of a guest errno ("ECONNRESET"); negative lwIP/DNS codes stay ints."""
     if n < 0:
         return n
-    names = getattr(node, "_errno_names", None)  # asked once per node, kept on it
+    names = _errno_names.get(node)  # asked once per node
     if names is None:
         table = node.eval("(lambda m: {getattr(m, k): k for k in dir(m) if k[0] == 'E'})(__import__('errno'))")
-        names = node._errno_names = {**_NEWLIB, **table}
+        names = _errno_names[node] = {**_NEWLIB, **table}
     return names.get(n, n)
+
+
+# node -> its guest's errno names; forgotten with the node
+_errno_names: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()

@@ -226,6 +226,12 @@ class TcpPeer:
         self._sniffer = None
         nft_delete(self.lab.name, "inet", self.tag)
 
+    def abandon(self) -> None:
+        """Stop sniffing but leave the host's RST-drop rule, as a killed process would
+        (for tests that ``mplab down`` removes it)."""
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
+
     def __enter__(self) -> TcpPeer:
         return self.start()
 

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock = socket.create_connection((node.container_ip, node.console_port), timeout=5)
     except OSError as e:
-        raise NodeError(f"{args.node}: cannot connect to its console {node.container_ip}:{node.console_port}: {e}")
+        raise NodeError(
+            f"{args.node}: cannot connect to its console {node.container_ip}:{node.console_port}: {e}"
+        ) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     print(f"connected to {args.node} ({node.container_ip}:{node.console_port}); Ctrl-] exits", file=sys.stderr)
     fd = sys.stdin.fileno()

@@ -75,10 +75,10 @@ def test_differential(comparisons: dict[str, Any], key: str) -> None:
 
 @pytest.mark.check("differential", "Linux peer: in the lab only (labels, no default route, lab DNS)")
 def test_linux_peer_confined(lab: Any, peer: LinuxPeer) -> None:
-    p = peer._docker("inspect", "-f", "{{json .Config.Labels}}", peer.name)
+    p = peer.docker_cli("inspect", "-f", "{{json .Config.Labels}}", peer.name)
     labels = json.loads(p.stdout)
     assert labels.get("mplab.lab") == lab.name and labels.get("mplab.role") == ROLE, labels
-    routes = peer._docker("exec", peer.name, "ip", "-4", "route").stdout
+    routes = peer.docker_cli("exec", peer.name, "ip", "-4", "route").stdout
     assert "default" not in routes, routes
     assert peer.ip in routes.split("src ")[-1], routes
     resolv = peer.eval("open('/etc/resolv.conf').read()")
