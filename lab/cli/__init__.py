@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import LabError
-from . import capture, console, cp, down, exec_, impair, link, logs, repro, reset, status, up
+from . import capture, conformance, console, cp, diff, down, exec_, impair, link, logs, repro, reset, status, up
 
-VERBS = [up, down, status, console, exec_, cp, capture, logs, reset, repro, impair, link]
+VERBS = [up, down, status, console, exec_, cp, capture, logs, reset, repro, impair, link, diff, conformance]
 
 
 class _Parser(argparse.ArgumentParser):
