@@ -318,8 +318,7 @@ def current(node: Target | Any) -> dict[str, str]:
     """The node's active impairments, read back from the kernel: ``{"loss": "10%", ...,
     "direction": "out"}`` ({} when none). Same keys as ``node.impair(**...)`` takes."""
     t = target_of(node)
-    p = node.lab.runtime.exec(
-        node.container,
+    p = t.exec(
         ["sh", "-c", 'for d in eth0 tap0; do echo "== $d"; tc qdisc show dev $d; tc class show dev $d; done'],
     )
     per: dict[str, dict[str, str]] = {"out": {}, "in": {}}
