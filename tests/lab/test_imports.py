@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.snippet",
             "lab.netns",
             "lab.services",
+            "lab.qmp",
         },
     ),  # fmt: skip
     ("data", {"lab.topology", "lab.errors", "lab.util", "lab.spec", "lab.packets"}),
