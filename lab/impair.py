@@ -6,7 +6,7 @@ interfaces with ``docker exec`` (docs/impairments.md):
 * direction ``out`` (default): frames from the guest to the LAN. The container's ``eth0``
   egress gets ``htb`` with a ``u32`` filter on the guest's source MAC → class ``1:1``
   (rate = ``rate`` or 10gbit) → ``netem`` leaf; everything else (the lab's own console
-  connection to the container's port 5555) goes to class ``1:2`` unimpaired.
+  connection to the container's console port) goes to class ``1:2`` unimpaired.
 * direction ``in``: frames from the LAN to the guest, on ``tap0`` egress (only the guest
   uses tap0, so no filter is needed).
 * ``both``: the same parameters on both (a delay then adds twice to a round trip).

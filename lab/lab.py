@@ -40,7 +40,7 @@ class NodeStatus:
     container_ip: str
     ip: str
     mac: str
-    serial: str  # "<container_ip>:5555 (127.0.0.1:<port>)"
+    serial: str  # "<container_ip>:<console_port> (127.0.0.1:<port>)"
     console_tail: str = ""
 
 
@@ -79,7 +79,7 @@ class Node:
 
     @property
     def console(self) -> Console:
-        """The node's REPL, connected on first use to <container_ip>:5555."""
+        """The node's REPL, connected on first use to <container_ip>:<x-mplab.console_port>."""
         if self._console is None or self._console.closed:
             log = self.lab.artifacts / f"{self.name}.console.log" if self.lab.artifacts else None
             con = Console.connect_tcp(self.container_ip, self.console_port, timeout=15.0, log_path=log)
