@@ -34,7 +34,7 @@ from scapy.utils import PcapReader, wrpcap
 
 from .errors import CaptureError, ConfigError
 from .hostnet import bridge_exists
-from .packets import Match, describe, flags_of, is_dhcp, is_tcp, matches, qname_of
+from .packets import Match, describe, flags_of, is_dhcp, is_ip, is_tcp, matches, qname_of
 from .util import poll_until
 
 Spec = tuple[Any, dict[str, Any]]
@@ -327,12 +327,7 @@ class Wire:
     ) -> list[Packet]:
         name = {0: "echo-reply", 8: "echo-request"}.get(icmp_type, f"type {icmp_type}")
         return self.wait(
-            lambda p: IP in p
-            and ICMP in p
-            and p[IP].src == src
-            and p[IP].dst == dst
-            and p[ICMP].type == icmp_type
-            and p[ICMP].id == ident,
+            lambda p: is_ip(p, ICMP, src, dst) and p[ICMP].type == icmp_type and p[ICMP].id == ident,
             f"ICMP {name} id={ident:#x} {src} > {dst}",
             timeout,
             count=count,
@@ -342,10 +337,7 @@ class Wire:
         self, src: str, dst: str, dport: int, payload: bytes, sport: int | None = None, timeout: float = 5.0
     ) -> Packet:
         return self.one(
-            lambda p: IP in p
-            and UDP in p
-            and p[IP].src == src
-            and p[IP].dst == dst
+            lambda p: is_ip(p, UDP, src, dst)
             and p[UDP].dport == dport
             and (sport is None or p[UDP].sport == sport)
             and bytes(p[UDP].payload) == payload,
@@ -356,10 +348,7 @@ class Wire:
     def dns_query(self, src: str, server: str, name: str, timeout: float = 5.0) -> Packet:
         fqdn = name.rstrip(".") + "."
         return self.one(
-            lambda p: IP in p
-            and DNS in p
-            and p[IP].src == src
-            and p[IP].dst == server
+            lambda p: is_ip(p, DNS, src, server)
             and p[UDP].dport == 53
             and p[DNS].qr == 0
             and p[DNS].qd is not None
@@ -372,10 +361,7 @@ class Wire:
     def dns_answer(self, query: Packet, timeout: float = 5.0) -> list[str]:
         """The A records of the response to ``query`` (same id, back to its source port)."""
         resp = self.one(
-            lambda p: IP in p
-            and DNS in p
-            and p[IP].src == query[IP].dst
-            and p[IP].dst == query[IP].src
+            lambda p: is_ip(p, DNS, query[IP].dst, query[IP].src)
             and p[UDP].dport == query[UDP].sport
             and p[DNS].qr == 1
             and p[DNS].id == query[DNS].id,

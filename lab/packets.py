@@ -244,13 +244,15 @@ def describe(layer: Any, fields: dict[str, Any]) -> str:
 Match = Callable[[Packet], bool]
 
 
+def is_ip(p: Packet, layer: Any, src: str, dst: str) -> bool:
+    """An IP packet src > dst that has ``layer`` (TCP, UDP, ICMP, DNS, ...)."""
+    return IP in p and layer in p and p[IP].src == src and p[IP].dst == dst
+
+
 def is_tcp(p: Packet, src: str, dst: str, sport: int | None = None, dport: int | None = None) -> bool:
     """A TCP segment src > dst (and the given ports)."""
     return (
-        IP in p
-        and TCP in p
-        and p[IP].src == src
-        and p[IP].dst == dst
+        is_ip(p, TCP, src, dst)
         and (sport is None or p[TCP].sport == sport)
         and (dport is None or p[TCP].dport == dport)
     )

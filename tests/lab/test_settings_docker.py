@@ -39,6 +39,12 @@ def compose_with(tmp: Path, **x_mplab: object) -> Path:
     return tmp / "docker-compose.yml"
 
 
+def inspect(container: str, fmt: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", fmt, container], capture_output=True, text=True, timeout=30
+    ).stdout
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     cf = compose_with(tmp_path_factory.mktemp("settings"), domain=DOMAIN, console_port=PORT)
@@ -58,12 +64,7 @@ def test_topology_reads_them(lab: Lab) -> None:
 
 def test_console_port_reaches_qemu(lab: Lab) -> None:
     nd: Node = lab.nodes[0]
-    env = subprocess.run(
-        ["docker", "inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", nd.container],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
+    env = inspect(nd.container, "{{range .Config.Env}}{{println .}}{{end}}")
     assert f"MPLAB_CONSOLE_PORT={PORT}" in env.split("\n"), env
     # QEMU's serial server listens on the port (and nothing on the default one)
     cmdline = lab.runtime.exec(nd.container, ["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"]).stdout
@@ -73,12 +74,7 @@ def test_console_port_reaches_qemu(lab: Lab) -> None:
     assert nd.console.name == f"{NAME}/{nd.name}"
     row = next(r for r in lab.status() if r.name == nd.name)
     assert row.serial.startswith(f"{nd.container_ip}:{PORT}"), row.serial
-    binds = subprocess.run(
-        ["docker", "inspect", "-f", "{{json .HostConfig.PortBindings}}", nd.container],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
+    binds = inspect(nd.container, "{{json .HostConfig.PortBindings}}")
     assert f'"{PORT}/tcp"' in binds and '"5555/tcp"' not in binds, binds
     # the capture filter leaves the console's port out
     assert f"tcp port {PORT}" in (lab.capture("/dev/null").bpf or "")
