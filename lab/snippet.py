@@ -54,8 +54,24 @@ class Result:
     def seconds(self) -> float:
         return self.ms / 1000.0
 
+    def text(self) -> str:
+        """``ok 3`` / ``err 'ECONNRESET'`` / ``exc "ValueError: ..."``: one line for reports."""
+        return f"{self.kind} {self.value!r}"
+
     def __repr__(self) -> str:
         return f"<guest {self.kind} {self.value!r} in {self.ms} ms; code: {self.code.strip()!r}>"
+
+
+def indent(body: str) -> str:
+    """``body`` dedented and indented into the wrapper's ``try:`` block."""
+    return textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
+
+
+def parse(out: str, body: str) -> Result:
+    """The Result a wrapped snippet printed: its last ``((kind, value), ms)`` line."""
+    line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
+    (kind, value), ms = ast.literal_eval(line)
+    return Result(kind, value, ms, body)
 
 
 def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0, errno_names: bool = True) -> Result:
@@ -63,14 +79,11 @@ def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0
 
     With ``errno_names`` an error's value is its symbolic name ("ECONNRESET"), else the int.
     """
-    body = textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
-    code = _WRAP.format(body=body, expr=expr)
-    out = node.exec(code, timeout=timeout)
-    line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
-    (kind, value), ms = ast.literal_eval(line)
-    if kind == "err" and errno_names:
-        value = errno_name(node, value)
-    return Result(kind, value, ms, body)
+    body = indent(body)
+    r = parse(node.exec(_WRAP.format(body=body, expr=expr), timeout=timeout), body)
+    if r.kind == "err" and errno_names:
+        r.value = errno_name(node, r.value)
+    return r
 
 
 # newlib's numbering (the firmware is built against newlib, MICROPY_USE_INTERNAL_ERRNO=0):

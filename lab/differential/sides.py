@@ -3,8 +3,6 @@ the Linux peer (CPython, through its agent), both running a snippet with the sam
 
 from __future__ import annotations
 
-import ast
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,18 +29,7 @@ print(repr((_r, int((time.monotonic() - _t0) * 1000))))
 """
 
 
-@dataclass
-class Result:
-    kind: str  # ok | err | exc
-    value: Any
-    ms: int
-
-    @property
-    def ok(self) -> bool:
-        return self.kind == "ok"
-
-    def text(self) -> str:
-        return f"{self.kind} {self.value!r}" if self.kind != "ok" else f"ok {self.value!r}"
+Result = snippet.Result  # kind ok | err | exc, value, ms, code
 
 
 class Side:
@@ -65,8 +52,7 @@ class GuestSide(Side):
         self.label = f"MicroPython/lwIP ({node.name})"
 
     def run(self, body: str = "pass", expr: str = "None", timeout: float = 15.0) -> Result:
-        r = snippet.run(self.node, body, expr, timeout=timeout)
-        return Result(r.kind, r.value, r.ms)
+        return snippet.run(self.node, body, expr, timeout=timeout)
 
 
 class LinuxSide(Side):
@@ -78,11 +64,8 @@ class LinuxSide(Side):
         self.label = f"CPython/Linux ({peer.name})"
 
     def run(self, body: str = "pass", expr: str = "None", timeout: float = 15.0) -> Result:
-        body = textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
-        out = self.peer.exec(_WRAP_CPY.format(body=body, expr=expr), timeout=timeout)
-        line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
-        (kind, value), ms = ast.literal_eval(line)
-        return Result(kind, value, ms)
+        body = snippet.indent(body)
+        return snippet.parse(self.peer.exec(_WRAP_CPY.format(body=body, expr=expr), timeout=timeout), body)
 
 
 @dataclass
