@@ -16,19 +16,27 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-_WRAP = """\
+# The wrapper, for a Python with its own clock and errno convention: `{{body}}`/`{{expr}}` stay
+# for format(), the three slots are filled per interpreter.
+WRAPPER = """\
 import socket, time, errno
-_t0 = time.ticks_ms()
+_t0 = {clock}
 try:
-{body}
-    _r = ('ok', {expr})
+{{body}}
+    _r = ('ok', {{expr}})
 except OSError as _e:
-    _n = _e.errno if isinstance(_e.errno, int) else _e.args[0]
-    _r = ('err', _n)
+    _r = ('err', {errno})
 except Exception as _e:
     _r = ('exc', type(_e).__name__ + ': ' + str(_e))
-print(repr((_r, time.ticks_diff(time.ticks_ms(), _t0))))
+print(repr((_r, {elapsed})))
 """
+
+# MicroPython: errno as the int (errno_name turns it into a name on the host)
+_WRAP = WRAPPER.format(
+    clock="time.ticks_ms()",
+    errno="_e.errno if isinstance(_e.errno, int) else _e.args[0]",
+    elapsed="time.ticks_diff(time.ticks_ms(), _t0)",
+)
 
 
 @dataclass

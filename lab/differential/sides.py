@@ -13,20 +13,13 @@ Facts = dict[str, Any]
 
 # ---- the two sides ----------------------------------------------------------------------
 
-# The same wrapper as lab/snippet.py, for CPython: errno as its symbolic name,
-# getaddrinfo's negative EAI_* codes as ints, an OSError without errno (socket.timeout) by type.
-_WRAP_CPY = """\
-import socket, time, errno
-_t0 = time.monotonic()
-try:
-{body}
-    _r = ('ok', {expr})
-except OSError as _e:
-    _r = ('err', errno.errorcode.get(_e.errno, _e.errno) if _e.errno is not None else type(_e).__name__)
-except Exception as _e:
-    _r = ('exc', type(_e).__name__ + ': ' + str(_e))
-print(repr((_r, int((time.monotonic() - _t0) * 1000))))
-"""
+# lab/snippet.py's wrapper, for CPython: errno as its symbolic name, getaddrinfo's negative
+# EAI_* codes as ints, an OSError without errno (socket.timeout) by type.
+_WRAP_CPY = snippet.WRAPPER.format(
+    clock="time.monotonic()",
+    errno="errno.errorcode.get(_e.errno, _e.errno) if _e.errno is not None else type(_e).__name__",
+    elapsed="int((time.monotonic() - _t0) * 1000)",
+)
 
 
 Result = snippet.Result  # kind ok | err | exc, value, ms, code
