@@ -83,14 +83,14 @@ repro: setup firmware-all ## reproduce field bugs: make repro [SCENARIO=scenario
 	else rc=0; for s in scenarios/*.yml; do $(MPLAB) repro $$s $(if $(FIRMWARE),--firmware $(FIRMWARE)) || rc=1; done; exit $$rc; fi
 
 conformance: setup ## socket conformance report: reports/conformance.{md,html} (in a lab of its own)
-	@$(PY) scripts/conformance.py --lab conf -- $(PYTEST_ARGS)
+	@$(PY) -m lab conformance --lab conf -- $(PYTEST_ARGS)
 
 bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 11 min)
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench
 
 differential: setup ## guest vs CPython on Linux, same snippets: reports/differential.{md,html}
-	@$(PY) scripts/differential.py --lab diff
+	@$(PY) -m lab diff --lab diff
 
 lint: venv ## ruff on the Python code
 	@$(VENV)/bin/ruff check lab tests bench scripts firmware/scripts

@@ -495,7 +495,7 @@ def run(
                 finally:
                     npk = len(cap.packets) if cap else 0
                     if cap:
-                        cap._packets.clear()  # do not spend the run writing a big pcap
+                        cap.clear()  # do not spend the run writing a big pcap
                         cap.stop()
                 log(
                     f"tcp{tag}: g2h {statistics.median(g2h):.1f} h2g {statistics.median(h2g):.1f} "

@@ -1,17 +1,18 @@
 """mplab: emulated networked MicroPython devices on a Docker LAN.
 
 Public API: :class:`Lab`, :class:`Node`, :class:`Console`, :class:`Capture`, :class:`Wire`,
-:class:`Topology`, and the error types.
+:class:`Topology`, and the error types (all under :class:`LabError`). See docs/api.md.
 """
 
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleTimeout, GuestError
-from .errors import ConfigError, LabError, NodeError, RuntimeUnavailable
+from .errors import CaptureError, ConfigError, LabError, LabTimeout, NodeError, RuntimeUnavailable
 from .lab import Lab, Node, NodeStatus
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
 from .topology import Topology, guest_mac, validate_lab_name
 
 __all__ = [
     "Capture",
+    "CaptureError",
     "ComposeRuntime",
     "ConfigError",
     "Console",
@@ -22,6 +23,7 @@ __all__ = [
     "GuestError",
     "Lab",
     "LabError",
+    "LabTimeout",
     "Node",
     "NodeError",
     "NodeStatus",

@@ -28,6 +28,9 @@ from typing import Any
 import pexpect
 from pexpect.socket_pexpect import SocketSpawn
 
+from .errors import LabError
+from .util import poll_until
+
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 FRIENDLY_PROMPT = b">>> "
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
@@ -38,8 +41,8 @@ _ERRNO_RE = re.compile(r"^OSError: (?:\[Errno )?(-?\d+)")
 _EXC_RE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
 
 
-class ConsoleError(Exception):
-    """Base class of console errors."""
+class ConsoleError(LabError):
+    """Base class of console errors (a LabError: the CLI prints it as one line)."""
 
 
 class ConsoleTimeout(ConsoleError):
@@ -159,20 +162,22 @@ class Console:
     def connect_tcp(cls, host: str, port: int, timeout: float = 10.0, log_path: Path | None = None) -> Console:
         """Connect to a serial server, retrying until ``timeout`` (QEMU may still be starting)."""
         deadline = time.monotonic() + timeout
-        last: OSError | None = None
-        while True:
+        errors: list[OSError] = []
+
+        def attempt() -> socket.socket | None:
             try:
-                sock = socket.create_connection((host, port), timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-                break
+                return socket.create_connection((host, port), timeout=max(0.1, min(2.0, deadline - time.monotonic())))
             except OSError as e:
-                last = e
-                if time.monotonic() >= deadline:
-                    raise ConsoleTimeout(
-                        f"cannot connect to serial console {host}:{port} within {timeout}s: {e}",
-                        sent="",
-                        tail="",
-                    ) from last
-                time.sleep(0.1)
+                errors.append(e)
+                return None
+
+        sock = poll_until(attempt, timeout, interval=0.1)
+        if sock is None:
+            raise ConsoleTimeout(
+                f"cannot connect to serial console {host}:{port} within {timeout}s: {errors[-1] if errors else '?'}",
+                sent="",
+                tail="",
+            )
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(sock, log_path=log_path, name=f"{host}:{port}")
@@ -185,6 +190,18 @@ class Console:
 
     def tail(self, n: int = TAIL_CHARS) -> str:
         return self._log.data[-n:].decode("utf-8", "replace")
+
+    def mark(self) -> int:
+        """The transcript's position now, to pass to :meth:`since` later."""
+        return len(self._log.data)
+
+    def since(self, mark: int = 0) -> bytes:
+        """The transcript's bytes after ``mark`` (from :meth:`mark`), control bytes included."""
+        return bytes(self._log.data[mark:])
+
+    def resync(self) -> None:
+        """The guest was reset behind the console's back: re-enter the raw REPL on next use."""
+        self._mode = self._UNKNOWN
 
     def save_transcript(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,17 @@
-"""Exception types of the lab library.
+"""Exception types of the lab library: one hierarchy under `LabError`.
 
-`LabError` and its subclasses are *user-facing*: their message is one line that says what
-went wrong and how to fix it. The CLI prints it and exits 2 (bad input / bad config) or 1
-(runtime failure) without a Python traceback.
+`LabError` and its subclasses are *user-facing*: their message says what went wrong and how
+to fix it (one line, except a guest traceback). The CLI prints it and exits 2 (bad input /
+bad config) or 1 (runtime failure) without a Python traceback::
+
+    LabError
+    ├── ConfigError          bad input: lab name, compose file, node name, CLI argument (exit 2)
+    ├── RuntimeUnavailable   Docker / compose cannot be used
+    ├── NodeError            a node is missing, down, or did not come up
+    ├── LabTimeout           something waited for did not happen in time (also a TimeoutError)
+    ├── CaptureError         a packet capture could not start (no root, no bridge)
+    ├── console.ConsoleError the REPL: ConsoleTimeout, ConsoleClosed, GuestError (guest traceback)
+    └── linux_peer.LinuxPeerError
 """
 
 from __future__ import annotations
@@ -30,3 +39,7 @@ class NodeError(LabError):
 
 class LabTimeout(LabError, TimeoutError):
     """Something the lab waited for did not happen within its timeout."""
+
+
+class CaptureError(LabError):
+    """A packet capture (or a sniffer of a peer or responder) could not start."""

@@ -6,7 +6,7 @@ interfaces with ``docker exec`` (docs/impairments.md):
 * direction ``out`` (default): frames from the guest to the LAN. The container's ``eth0``
   egress gets ``htb`` with a ``u32`` filter on the guest's source MAC → class ``1:1``
   (rate = ``rate`` or 10gbit) → ``netem`` leaf; everything else (the lab's own console
-  connection to the container's port 5555) goes to class ``1:2`` unimpaired.
+  connection to the container's console port) goes to class ``1:2`` unimpaired.
 * direction ``in``: frames from the LAN to the guest, on ``tap0`` egress (only the guest
   uses tap0, so no filter is needed).
 * ``both``: the same parameters on both (a delay then adds twice to a round trip).
@@ -21,17 +21,17 @@ Everything the lab puts into the host's nftables lives in two tables named after
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ConfigError, LabError
+from .hostnet import host_cleanup, nft, nft_add, nft_delete, nft_ensure, nft_rules, nft_table
 
-if TYPE_CHECKING:
-    from .lab import Node
+# nft helpers used to live here: kept importable from lab.impair (they are lab.hostnet's now)
+__all__ = ["host_cleanup", "nft", "nft_ensure", "nft_table"]
 
 FIELDS = ("loss", "delay", "jitter", "duplicate", "reorder", "rate", "corrupt")
 DIRECTIONS = ("out", "in", "both")
@@ -89,7 +89,7 @@ class Impairment:
     rate: str | None = None
     corrupt: str | None = None
     direction: str = "out"
-    node: Node | None = field(default=None, repr=False, compare=False)
+    node: Target | None = field(default=None, repr=False, compare=False)  # set by apply()
 
     def __post_init__(self) -> None:
         for name in FIELDS:
@@ -134,7 +134,7 @@ class Impairment:
 
     def __exit__(self, *exc: object) -> None:
         if self.node is not None:
-            self.node.clear_impairments()
+            clear(self.node)
 
 
 def make(**kw: Any) -> Impairment:
@@ -145,90 +145,49 @@ def make(**kw: Any) -> Impairment:
     return Impairment(**kw)
 
 
-# ---- host nftables (lab-owned tables) ------------------------------------------------------
-def nft_table(lab: str) -> str:
-    return f"mplab_{lab}"
+# ---- the node's side: what impairments act on --------------------------------------------------
+Exec = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def nft(script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run an nft script (``nft -f -``) on the host."""
-    try:
-        p = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=20)
-    except FileNotFoundError:
-        raise LabError("`nft` not found on the host: install nftables") from None
-    if check and p.returncode != 0:
-        err = (p.stderr or p.stdout).strip().splitlines()
-        raise LabError(f"nft failed: {err[0] if err else p.returncode}")
-    return p
+@dataclass(frozen=True)
+class Target:
+    """The part of a node that impairments need: its container, guest MAC and a way to run
+    commands in the container (``exec(container, argv, timeout=...)``, as ``Runtime.exec``).
+
+    ``Node.impair_target()`` makes one; every function here also takes the node itself.
+    """
+
+    lab: str
+    name: str
+    container: str
+    mac: str
+    key: str  # the container's id: the netem probe is cached per container
+    run: Exec = field(repr=False, compare=False)
+
+    def exec(self, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return self.run(self.container, argv, timeout=timeout)
 
 
-def nft_ensure(lab: str, family: str) -> str:
-    """Create the lab's table (and its base chains) in ``family`` (bridge or inet); return its name."""
-    t = nft_table(lab)
-    if family == "bridge":
-        chains = (
-            "chain pre { type filter hook prerouting priority -300; policy accept; }\n"
-            "chain post { type filter hook postrouting priority 300; policy accept; }\n"
-            "chain through { type filter hook forward priority 0; policy accept; }\n"
-        )
-    else:
-        chains = "chain out { type filter hook output priority 0; policy accept; }\n"
-    nft(f'table {family} {t} {{ comment "mplab lab {lab}"; }}\ntable {family} {t} {{\n{chains}}}\n')
-    return t
-
-
-def nft_add(lab: str, family: str, chain: str, rule: str, tag: str) -> None:
-    """Add ``rule`` to the lab's ``family`` table, marked with ``comment "<tag>"``."""
-    t = nft_ensure(lab, family)
-    nft(f'add rule {family} {t} {chain} {rule} comment "{tag}"\n')
-
-
-def nft_rules(lab: str, family: str) -> list[dict[str, Any]]:
-    p = subprocess.run(
-        ["nft", "-j", "list", "table", family, nft_table(lab)], capture_output=True, text=True, timeout=20
-    )
-    if p.returncode != 0:
-        return []
-    out = []
-    for item in json.loads(p.stdout or "{}").get("nftables", []):
-        if "rule" in item:
-            out.append(item["rule"])
-    return out
-
-
-def nft_delete(lab: str, family: str, tag_prefix: str) -> int:
-    """Delete the rules whose comment starts with ``tag_prefix``; return how many."""
-    n = 0
-    for r in nft_rules(lab, family):
-        if str(r.get("comment", "")).startswith(tag_prefix):
-            nft(f"delete rule {family} {nft_table(lab)} {r['chain']} handle {r['handle']}\n", check=False)
-            n += 1
-    return n
-
-
-def host_cleanup(lab: str) -> list[str]:
-    """Delete the lab's nft tables (impairment fallbacks, injection blocks, TCP peer RST drops)."""
-    if shutil.which("nft") is None:
-        return []  # without nftables the lab can't have made any
-    gone = []
-    for fam in ("bridge", "inet"):
-        p = nft(f"delete table {fam} {nft_table(lab)}\n", check=False)
-        if p.returncode == 0:
-            gone.append(f"nft table {fam} {nft_table(lab)}")
-    return gone
+def target_of(node: Target | Any) -> Target:
+    """``node`` itself if it is a Target, else ``node.impair_target()`` (a ``Node``)."""
+    if isinstance(node, Target):
+        return node
+    make_target = getattr(node, "impair_target", None)
+    if make_target is None:
+        raise TypeError(f"{node!r} is neither an impair.Target nor a Node")
+    return make_target()
 
 
 # ---- tc in the node container ----------------------------------------------------------------
 _netem_ok: dict[str, bool] = {}
 
 
-def netem_available(node: Node) -> bool:
+def netem_available(node: Target | Any) -> bool:
     """Whether the kernel has sch_netem (probed once per container on its loopback)."""
-    key = node.info.id
+    t = target_of(node)
+    key = t.key
     if key not in _netem_ok:
-        p = node.lab.runtime.exec(
-            node.container, ["sh", "-c", "tc qdisc add dev lo root netem delay 0ms && tc qdisc del dev lo root"]
-        )
+        p = t.exec(["sh", "-c", "tc qdisc add dev lo root netem delay 0ms && tc qdisc del dev lo root"])
         _netem_ok[key] = p.returncode == 0
     return _netem_ok[key]
 
@@ -238,11 +197,12 @@ def _mac_u32(mac: str) -> list[str]:
     return ["match", "u32", f"0x{h[:8]}", "0xffffffff", "at", "-8", "match", "u16", f"0x{h[8:]}", "0xffff", "at", "-4"]
 
 
-def _sh(node: Node, script: str) -> None:
-    p = node.lab.runtime.exec(node.container, ["sh", "-c", script], timeout=20)
+def _sh(node: Target | Any, script: str) -> None:
+    t = target_of(node)
+    p = t.exec(["sh", "-c", script], timeout=20)
     if p.returncode != 0:
         err = (p.stderr or p.stdout).strip().splitlines()
-        raise LabError(f"{node.lab.name}/{node.name}: tc failed: {err[-1] if err else p.returncode}")
+        raise LabError(f"{t.lab}/{t.name}: tc failed: {err[-1] if err else p.returncode}")
 
 
 def _tree(dev: str, imp: Impairment, mac: str | None, netem: bool) -> list[str]:
@@ -267,13 +227,14 @@ def _tree(dev: str, imp: Impairment, mac: str | None, netem: bool) -> list[str]:
     return cmds
 
 
-def apply(node: Node, imp: Impairment) -> Impairment:
+def apply(node: Target | Any, imp: Impairment) -> Impairment:
     """Replace the node's impairments by ``imp`` (an empty one just clears)."""
-    clear(node)
-    imp.node = node
+    t = target_of(node)
+    clear(t)
+    imp.node = t
     if imp.empty:
         return imp
-    netem = netem_available(node)
+    netem = netem_available(t)
     if not netem:
         missing = [n for n in NETEM_ONLY if getattr(imp, n)]
         if missing:
@@ -286,32 +247,31 @@ def apply(node: Node, imp: Impairment) -> Impairment:
     script: list[str] = []
     for d in dirs:
         if d == "out":
-            script += _tree("eth0", imp, node.mac, netem)
+            script += _tree("eth0", imp, t.mac, netem)
         else:
             script += _tree("tap0", imp, None, netem)
     if imp.rate or netem:
-        _sh(node, " && ".join(script))
+        _sh(t, " && ".join(script))
     if imp.loss and not netem:
         n = round(float(imp.loss.rstrip("%")) * 10000)
         for d in dirs:
             chain, match = ("pre", "ether saddr") if d == "out" else ("post", "ether daddr")
             nft_add(
-                node.lab.name,
+                t.lab,
                 "bridge",
                 chain,
                 # numgen's values stop at 999999: total loss is a plain drop
-                f"{match} {node.mac} " + ("drop" if n >= 1000000 else f"numgen random mod 1000000 < {n} drop"),
-                f"mplab-{node.lab.name}:impair:{node.name}:{d}:loss {imp.loss}",
+                f"{match} {t.mac} " + ("drop" if n >= 1000000 else f"numgen random mod 1000000 < {n} drop"),
+                f"mplab-{t.lab}:impair:{t.name}:{d}:loss {imp.loss}",
             )
     return imp
 
 
-def clear(node: Node) -> None:
+def clear(node: Target | Any) -> None:
     """Remove every impairment of ``node`` (qdiscs back to the defaults, nft rules gone)."""
-    node.lab.runtime.exec(
-        node.container, ["sh", "-c", "tc qdisc del dev eth0 root 2>/dev/null; tc qdisc del dev tap0 root 2>/dev/null"]
-    )
-    nft_delete(node.lab.name, "bridge", f"mplab-{node.lab.name}:impair:{node.name}:")
+    t = target_of(node)
+    t.exec(["sh", "-c", "tc qdisc del dev eth0 root 2>/dev/null; tc qdisc del dev tap0 root 2>/dev/null"])
+    nft_delete(t.lab, "bridge", f"mplab-{t.lab}:impair:{t.name}:")
 
 
 _NETEM_KEYS = {"loss", "duplicate", "reorder", "corrupt", "rate"}
@@ -354,11 +314,11 @@ def _parse_dev(text: str) -> dict[str, str]:
     return out
 
 
-def current(node: Node) -> dict[str, str]:
+def current(node: Target | Any) -> dict[str, str]:
     """The node's active impairments, read back from the kernel: ``{"loss": "10%", ...,
     "direction": "out"}`` ({} when none). Same keys as ``node.impair(**...)`` takes."""
-    p = node.lab.runtime.exec(
-        node.container,
+    t = target_of(node)
+    p = t.exec(
         ["sh", "-c", 'for d in eth0 tap0; do echo "== $d"; tc qdisc show dev $d; tc class show dev $d; done'],
     )
     per: dict[str, dict[str, str]] = {"out": {}, "in": {}}
@@ -371,8 +331,8 @@ def current(node: Node) -> dict[str, str]:
         chunks.setdefault(cur, []).append(line)
     per["out"] = _parse_dev("\n".join(chunks["eth0"]))
     per["in"] = _parse_dev("\n".join(chunks["tap0"]))
-    tag = f"mplab-{node.lab.name}:impair:{node.name}:"
-    for r in nft_rules(node.lab.name, "bridge"):
+    tag = f"mplab-{t.lab}:impair:{t.name}:"
+    for r in nft_rules(t.lab, "bridge"):
         c = str(r.get("comment", ""))
         if c.startswith(tag):
             d, what = c[len(tag) :].split(":", 1)

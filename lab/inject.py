@@ -14,59 +14,38 @@ nft rules in the lab's ``bridge mplab_<lab>`` table and removes them on exit):
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 from ipaddress import IPv4Address, ip_address
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
-from scapy.sendrecv import AsyncSniffer, sendp
+from scapy.sendrecv import AsyncSniffer
 
-from .capture import start_sniffer, stop_sniffer
-from .errors import ConfigError, LabError
-from .impair import nft_add, nft_delete
+from .capture import send_on, start_sniffer, stop_sniffer
+from .errors import CaptureError, ConfigError, LabError
+from .hostnet import bridge_mac, nft_add, nft_delete
+from .topology import LanView
+from .util import poll_until
 
 if TYPE_CHECKING:
     from .capture import Capture
-    from .lab import Lab, Node
+
+__all__ = ["bridge_mac", "send_on"]  # importable from here as before
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
-def bridge_mac(bridge: str) -> str:
-    return Path(f"/sys/class/net/{bridge}/address").read_text().strip()
+class _HasMac(Protocol):
+    """A node, as the responders need it: its guest MAC."""
+
+    mac: str
 
 
-def _lab_ips(lab: Lab) -> dict[str, str]:
-    """ip → mac of every lab host we can name: guests (leases), the host, services."""
-    out = {ip: mac for mac, ip in lab.leases().items()}
-    out[lab.host_ip] = bridge_mac(lab.bridge)
-    svc = lab.services_container()
-    if svc is not None:
-        p = lab.runtime.exec(svc.name, ["cat", "/sys/class/net/eth0/address"], timeout=10)
-        if p.returncode == 0:
-            out[lab.services_ip] = p.stdout.strip()
-    for nd in lab.nodes:
-        if nd.container_ip:
-            out.setdefault(nd.container_ip, "")
-    return out
-
-
-def send_on(iface: str, pkt: Packet, count: int = 1) -> None:
-    """``sendp`` on a lab bridge (refuses any other interface)."""
-    if not iface.startswith("mplab-"):
-        raise ConfigError(f"refusing to inject on {iface!r}: only lab bridges (mplab-<lab>)")
-    if not pkt.haslayer(Ether):
-        raise ConfigError("inject on a bridge needs an Ethernet frame: Ether(dst=..)/IP(..); or use inject(lab, pkt)")
-    sendp(pkt, iface=iface, count=count, verbose=False)
-
-
-def inject(lab: Lab, pkt: Packet, count: int = 1) -> Packet:
+def inject(lab: LanView, pkt: Packet, count: int = 1) -> Packet:
     """Send ``pkt`` on the lab bridge; returns the frame sent. IP destinations must be lab hosts."""
     if pkt.haslayer(IP):
         for a in (pkt[IP].dst,):
@@ -75,7 +54,7 @@ def inject(lab: Lab, pkt: Packet, count: int = 1) -> Packet:
     if not pkt.haslayer(Ether):
         if not pkt.haslayer(IP):
             raise ConfigError("inject needs an Ether or IP packet")
-        macs = _lab_ips(lab)
+        macs = lab.lan_hosts()
         dst = macs.get(pkt[IP].dst)
         if not dst:
             raise ConfigError(f"no MAC known for {pkt[IP].dst} in lab {lab.name}: give Ether(dst=...)/...")
@@ -192,7 +171,7 @@ class _Responder:
     kind = "responder"
     bpf = ""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: LanView) -> None:
         self.lab = lab
         self.tag = f"mplab-{lab.name}:{self.kind}:{id(self):x}"
         self._sniffer: AsyncSniffer | None = None
@@ -228,7 +207,7 @@ class _Responder:
         self._stopped = False
         self._sniffer = start_sniffer(self.lab.bridge, self._guarded, self.bpf)
         if self._sniffer is None:
-            raise LabError(f"{self.kind}: sniffer on {self.lab.bridge} did not start")
+            raise CaptureError(f"{self.kind}: sniffer on {self.lab.bridge} did not start")
         try:
             for chain, rule in self._rules():
                 nft_add(self.lab.name, "bridge", chain, rule, self.tag)
@@ -248,6 +227,12 @@ class _Responder:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+
+    def abandon(self) -> None:
+        """Stop sniffing but leave the host rules in place, as a killed process would
+        (for tests that ``mplab down`` removes them)."""
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
 
     def __enter__(self) -> Any:
         return self.start()
@@ -279,12 +264,12 @@ class DnsResponder(_Responder):
 
     def __init__(
         self,
-        lab: Lab,
+        lab: LanView,
         name: str,
         mode: str = "nxdomain",
         delay: float = 2.0,
         address: str | None = None,
-        node: Node | None = None,
+        node: _HasMac | None = None,
         exclusive: bool = True,
     ) -> None:
         if mode not in DNS_MODES:
@@ -376,7 +361,7 @@ class DhcpNoOffer(_Responder):
     kind = "dhcp-block"
     bpf = "udp dst port 67"
 
-    def __init__(self, lab: Lab, node: Node) -> None:
+    def __init__(self, lab: LanView, node: _HasMac) -> None:
         super().__init__(lab)
         self.node = node
 
@@ -401,7 +386,7 @@ class DhcpNak(DhcpNoOffer):
         opts = {o[0]: o[1] for o in p[DHCP].options if isinstance(o, tuple)}
         if opts.get("message-type") != 3:  # request
             return
-        svc_mac = _lab_ips(self.lab).get(self.lab.services_ip) or bridge_mac(self.lab.bridge)
+        svc_mac = self.lab.lan_hosts().get(self.lab.services_ip) or bridge_mac(self.lab.bridge)
         nak = (
             Ether(src=svc_mac, dst=BROADCAST)
             / IP(src=self.lab.services_ip, dst="255.255.255.255")
@@ -413,9 +398,5 @@ class DhcpNak(DhcpNoOffer):
 
 
 def wait_for(pred: Any, timeout: float, poll: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(poll)
-    return bool(pred())
+    """Whether ``pred()`` became true within ``timeout`` (``lab.util.poll_until``, as a bool)."""
+    return bool(poll_until(pred, timeout, poll))

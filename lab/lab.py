@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -12,10 +12,12 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from . import hostnet, impair, linux_peer
 from .console import Console, ConsoleError
-from .errors import ConfigError, LabError, NodeError
+from .errors import ConfigError, LabTimeout, NodeError
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
 from .topology import Topology
+from .util import wait_until
 
 LEASES = "/var/lib/misc/dnsmasq.leases"
 Progress = Callable[[str], None]
@@ -38,7 +40,7 @@ class NodeStatus:
     container_ip: str
     ip: str
     mac: str
-    serial: str  # "<container_ip>:5555 (127.0.0.1:<port>)"
+    serial: str  # "<container_ip>:<console_port> (127.0.0.1:<port>)"
     console_tail: str = ""
 
 
@@ -77,7 +79,7 @@ class Node:
 
     @property
     def console(self) -> Console:
-        """The node's REPL, connected on first use to <container_ip>:5555."""
+        """The node's REPL, connected on first use to <container_ip>:<x-mplab.console_port>."""
         if self._console is None or self._console.closed:
             log = self.lab.artifacts / f"{self.name}.console.log" if self.lab.artifacts else None
             con = Console.connect_tcp(self.container_ip, self.console_port, timeout=15.0, log_path=log)
@@ -120,7 +122,7 @@ class Node:
         """Hard-reset the emulated board (QMP system_reset); then redo network bring-up."""
         self.qmp('{"execute":"system_reset"}')
         if self._console is not None:
-            self._console._mode = Console._UNKNOWN  # the guest rebooted: resync on next use
+            self._console.resync()  # the guest rebooted
         if bringup:
             self.console.enter_raw(timeout=10.0)
             self.bringup()
@@ -134,43 +136,43 @@ class Node:
         return bool(self.eval("lan.isconnected()", timeout=5.0))
 
     def wait_connected(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.connected():
-            if time.monotonic() > deadline:
-                raise NodeError(f"{self.lab.name}/{self.name}: no DHCP lease within {timeout:g}s")
-            time.sleep(0.2)
+        try:
+            wait_until(self.connected, timeout, f"{self.lab.name}/{self.name}'s DHCP lease", interval=0.2)
+        except LabTimeout:
+            raise NodeError(f"{self.lab.name}/{self.name}: no DHCP lease within {timeout:g}s") from None
 
     def close(self) -> None:
         if self._console is not None:
             self._console.close()
             self._console = None
 
+    @property
+    def console_open(self) -> Console | None:
+        """The console if it is connected, else None (does not connect)."""
+        return self._console if self._console is not None and not self._console.closed else None
+
     # ---- impairments and link (lab/impair.py, docs/impairments.md) ---------------------
-    def impair(self, **fields: Any) -> Any:
+    def impair_target(self) -> impair.Target:
+        """What lab/impair.py acts on: this node's container and guest MAC."""
+        return impair.Target(self.lab.name, self.name, self.container, self.mac, self.info.id, self.lab.runtime.exec)
+
+    def impair(self, **fields: Any) -> impair.Impairment:
         """Impair the node's link in the kernel (tc netem): ``impair(loss="10%", delay="100ms")``.
 
         Replaces earlier impairments. Returns the ``Impairment``; ``with node.impair(...):``
         clears on exit.
         """
-        from .impair import apply, make
-
-        return apply(self, make(**fields))
+        return impair.apply(self.impair_target(), impair.make(**fields))
 
     def clear_impairments(self) -> None:
-        from .impair import clear
-
-        clear(self)
+        impair.clear(self.impair_target())
 
     def impairments(self) -> dict[str, str]:
         """Active impairments read back from the kernel, e.g. ``{"loss": "10%", "direction": "out"}``."""
-        from .impair import current
-
-        return current(self)
+        return impair.current(self.impair_target())
 
     def link(self, up: bool) -> None:
         """Carrier on/off at the guest's NIC (QMP set_link on net0): the guest sees the link go."""
-        import json
-
         self.qmp(json.dumps({"execute": "set_link", "arguments": {"name": "net0", "up": bool(up)}}))
 
 
@@ -229,7 +231,7 @@ class Lab:
         The host's serial-console sessions to the node containers cross the same bridge; they
         are left out unless ``console`` is true, so pcaps hold the guests' traffic only.
         """
-        from .capture import Capture
+        from .capture import Capture  # scapy is slow to import: only when a capture is made
 
         if not console:
             topo = self.topology
@@ -265,40 +267,14 @@ class Lab:
 
     def _host_net(self, action: str) -> None:
         """Add (``ensure``) or drop (``remove``) the lab's host firewall rule (tap-net/mplab-host-net)."""
-        script = self.topology.compose_file.parent / "tap-net" / "mplab-host-net"
-        if not script.is_file():
-            return
-        p = subprocess.run(["sh", str(script), action, self.bridge], capture_output=True, text=True, timeout=30)
-        if p.returncode != 0 and action == "ensure":
-            raise LabError(f"{script} ensure failed: {(p.stderr or p.stdout).strip()}")
+        hostnet.bridge_rule(self.topology.compose_file.parent / "tap-net" / "mplab-host-net", action, self.bridge)
 
     def _check_subnet_free(self) -> None:
         # A host route into the lab's subnet (a real LAN, a VPN) would be shadowed by the lab.
-        routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, timeout=10)
-        for line in routes.stdout.splitlines():
-            dest, _, rest = line.partition(" ")
-            if dest == "default" or f"dev {self.bridge} " in f"{rest} ":
-                continue
-            try:
-                overlap = IPv4Network(dest, strict=False).overlaps(self.topology.subnet)
-            except ValueError:
-                continue
-            if overlap:
-                raise ConfigError(
-                    f"lab {self.name}: subnet {self.topology.subnet} overlaps the host route '{line.strip()}'; "
-                    "pick another lab name (it sets the subnet) or x-mplab.subnet in the compose file"
-                )
-        mine = set(self.runtime.networks(self.name))
-        for subnet, net in self.runtime.subnets_in_use().items():
-            try:
-                overlap = IPv4Network(subnet).overlaps(self.topology.subnet)
-            except ValueError:
-                continue
-            if overlap and net not in mine:
-                raise ConfigError(
-                    f"lab {self.name}: subnet {self.topology.subnet} overlaps Docker network {net} "
-                    f"({subnet}); pick another lab name or take that network down"
-                )
+        hostnet.check_routes_free(self.name, self.topology.subnet, self.bridge)
+        hostnet.check_networks_free(
+            self.name, self.topology.subnet, self.runtime.subnets_in_use(), set(self.runtime.networks(self.name))
+        )
 
     def _bringup(self, nodes: list[Node], timeout: float, t0: float) -> None:
         deadline = time.monotonic() + timeout
@@ -316,29 +292,28 @@ class Lab:
             for future in [pool.submit(start, nd) for nd in nodes]:
                 future.result()
         pending = {nd.name: nd for nd in nodes}
-        while pending:
+
+        def all_leased() -> bool:
             leases = self.leases()
             for name, nd in list(pending.items()):
                 if nd.connected() and nd.mac in leases:
                     self.progress(f"  {name}: {leases[nd.mac]} ({time.monotonic() - t0:.1f}s)")
                     del pending[name]
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise NodeError(f"lab {self.name}: no DHCP lease within {timeout:g}s for {', '.join(pending)}")
-            time.sleep(0.2)
+            return not pending
+
+        try:
+            wait_until(all_leased, deadline - time.monotonic(), "every DHCP lease", interval=0.2)
+        except LabTimeout:
+            raise NodeError(f"lab {self.name}: no DHCP lease within {timeout:g}s for {', '.join(pending)}") from None
 
     def down(self) -> list[str]:
         """Remove every container and network of the lab (also after a crash)."""
-        from .impair import host_cleanup
-        from .linux_peer import cleanup as linux_peer_cleanup
-
         self.close()
         # The host side first: it needs no Docker, so it goes even if the daemon is down.
-        swept = host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)
+        swept = hostnet.host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)
         self._host_net("remove")
         self.runtime.check()
-        swept += linux_peer_cleanup(self.name)  # before the LAN: its endpoint would keep it
+        swept += linux_peer.cleanup(self.name)  # before the LAN: its endpoint would keep it
         swept += self.runtime.down(self.name, self.topology)
         self.progress(f"lab {self.name}: down")
         return swept
@@ -376,6 +351,32 @@ class Lab:
                 return nd
         names = ", ".join(x.name for x in self.nodes) or "none: is the lab up?"
         raise ConfigError(f"lab {self.name} has no node {name!r} (nodes: {names})")
+
+    @property
+    def open_nodes(self) -> list[Node]:
+        """The nodes this Lab object already knows (no runtime query), e.g. to collect consoles."""
+        return list(self._nodes.values())
+
+    def networks(self) -> list[str]:
+        """The lab's container networks (the LAN)."""
+        return self.runtime.networks(self.name)
+
+    def lan_hosts(self) -> dict[str, str]:
+        """IP → MAC of every lab host we can name: guests (leases), the host, services.
+
+        Node containers are listed with an empty MAC (known to be lab hosts, MAC not needed).
+        """
+        out = {ip: mac for mac, ip in self.leases().items()}
+        out[self.host_ip] = hostnet.bridge_mac(self.bridge)
+        svc = self.services_container()
+        if svc is not None:
+            p = self.runtime.exec(svc.name, ["cat", "/sys/class/net/eth0/address"], timeout=10)
+            if p.returncode == 0:
+                out[self.services_ip] = p.stdout.strip()
+        for nd in self.nodes:
+            if nd.container_ip:
+                out.setdefault(nd.container_ip, "")
+        return out
 
     def services_container(self) -> ContainerInfo | None:
         for c in self.runtime.containers(self.name):

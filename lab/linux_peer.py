@@ -29,12 +29,10 @@ import os
 import select
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import LabError
-
-if TYPE_CHECKING:
-    from .lab import Lab
+from .topology import LanView
 
 ROLE = "linux-peer"
 _OFFSET = 3  # subnet + 3: after the gateway (+1) and services (+2)
@@ -62,7 +60,7 @@ def container_name(lab: str) -> str:
     return f"mplab-{lab}-linuxpeer"
 
 
-def peer_ip(lab: Lab) -> str:
+def peer_ip(lab: LanView) -> str:
     """The peer's fixed lab address: the first of subnet+3.. that no lab role claims."""
     topo = lab.topology
     net = ipaddress.ip_network(str(topo.subnet))
@@ -84,7 +82,7 @@ class LinuxPeerError(LabError):
 class LinuxPeer:
     """A CPython on Linux, on the lab's LAN (container ``mplab-<lab>-linuxpeer``)."""
 
-    def __init__(self, lab: Lab, image: str | None = None, docker: str = "docker") -> None:
+    def __init__(self, lab: LanView, image: str | None = None, docker: str = "docker") -> None:
         self.lab = lab
         self.docker = docker
         self.image = image or f"mplab/services:{lab.topology.version}"
@@ -98,29 +96,30 @@ class LinuxPeer:
 
     # ---- lifecycle ----------------------------------------------------------------------
     def _network(self) -> str:
-        nets = self.lab.runtime.networks(self.lab.name)
+        nets = self.lab.networks()
         if not nets:
             raise LinuxPeerError(f"lab {self.lab.name} has no network: is it up?")
         return nets[0]
 
-    def _docker(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def docker_cli(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``docker ARGS`` on the host (LinuxPeerError with docker's message unless ``check=False``)."""
         p = subprocess.run([self.docker, *args], capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
             raise LinuxPeerError(f"docker {args[0]} {self.name}: {(p.stderr or p.stdout).strip()}")
         return p
 
     def running(self) -> bool:
-        p = self._docker("inspect", "-f", "{{.State.Running}}", self.name, check=False)
+        p = self.docker_cli("inspect", "-f", "{{.State.Running}}", self.name, check=False)
         return p.returncode == 0 and p.stdout.strip() == "true"
 
     def start(self) -> LinuxPeer:
         """Start the container (idempotent) and the agent; check it has no route off the lab."""
         if not self.running():
-            self._docker("rm", "-f", self.name, check=False)
+            self.docker_cli("rm", "-f", self.name, check=False)
             lab = self.lab.name
             svc = str(self.lab.topology.services_ip)
             resolv = f"nameserver {svc}\\nsearch {self.lab.topology.domain}\\n"
-            self._docker(
+            self.docker_cli(
                 "run", "-d", "--name", self.name,
                 "--label", "mplab=1", "--label", f"mplab.lab={lab}", "--label", f"mplab.role={ROLE}",
                 "--network", self._network(), "--ip", self.ip,
@@ -135,9 +134,9 @@ class LinuxPeer:
         # host, which drops forwarding for internal networks): remove it, so the peer has no
         # route off the lab at all. The container has no capabilities, so the host does it in
         # the container's network namespace (the lab already needs root for captures).
-        routes = self._docker("exec", self.name, "ip", "-4", "route").stdout
+        routes = self.docker_cli("exec", self.name, "ip", "-4", "route").stdout
         if "default" in routes:
-            pid = self._docker("inspect", "-f", "{{.State.Pid}}", self.name).stdout.strip()
+            pid = self.docker_cli("inspect", "-f", "{{.State.Pid}}", self.name).stdout.strip()
             p = subprocess.run(
                 ["nsenter", "-t", pid, "-n", "ip", "-4", "route", "del", "default"],
                 capture_output=True, text=True, timeout=30,
@@ -145,7 +144,7 @@ class LinuxPeer:
             if p.returncode != 0:
                 self.stop()
                 raise LinuxPeerError(f"{self.name}: cannot delete its default route: {p.stderr.strip()}")
-            routes = self._docker("exec", self.name, "ip", "-4", "route").stdout
+            routes = self.docker_cli("exec", self.name, "ip", "-4", "route").stdout
         if "default" in routes:
             self.stop()
             raise LinuxPeerError(f"{self.name} has a default route (the LAN must be internal):\n{routes}")
@@ -177,7 +176,7 @@ class LinuxPeer:
     def stop(self) -> None:
         """Stop the agent and remove the container."""
         self._stop_agent()
-        self._docker("rm", "-f", self.name, check=False)
+        self.docker_cli("rm", "-f", self.name, check=False)
 
     def __enter__(self) -> LinuxPeer:
         return self.start()

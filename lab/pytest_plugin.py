@@ -96,7 +96,7 @@ def _mplab_marks(request: pytest.FixtureRequest) -> Iterator[None]:
     the_lab: Lab = request.getfixturevalue("lab")
     st = request.node.stash.setdefault(_ARTIFACTS, {})
     st["lab"] = the_lab
-    st["marks"] = {nd.name: len(nd._console._log.data) if nd._console else 0 for nd in the_lab._nodes.values()}
+    st["marks"] = {nd.name: con.mark() for nd in the_lab.open_nodes if (con := nd.console_open) is not None}
     yield
 
 
@@ -139,13 +139,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             paths.append(str(cap.write()))
         the_lab: Lab | None = st.get("lab")
         if the_lab is not None:
-            for nd in the_lab._nodes.values():
-                if nd._console is None:
+            for nd in the_lab.open_nodes:
+                con = nd.console_open
+                if con is None:
                     continue
                 start = st.get("marks", {}).get(nd.name, 0)
                 p = d / f"{nd.name}.console.txt"
                 p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(bytes(nd._console._log.data[start:]))
+                p.write_bytes(con.since(start))
                 paths.append(str(p))
         st["kept"] = True
         if paths:

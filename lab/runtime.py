@@ -35,7 +35,7 @@ class ContainerInfo:
     running: bool
     exit_code: int
     ip: str  # address on the lab network
-    console_host_port: int | None  # 127.0.0.1:<port> → 5555
+    console_host_port: int | None  # 127.0.0.1:<port> → the console port (x-mplab.console_port)
     pid: int
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -221,7 +221,8 @@ def _container_info(c: dict) -> ContainerInfo:
         ip = n.get("IPAddress") or ip
     ports = ((c.get("NetworkSettings") or {}).get("Ports")) or {}
     host_port = None
-    for b in ports.get("5555/tcp") or []:
+    published = [b for key, binds in sorted(ports.items()) if key.endswith("/tcp") for b in binds or []]
+    for b in published:  # a node publishes one port: its console's (x-mplab.console_port)
         if b.get("HostPort"):
             host_port = int(b["HostPort"])
             break

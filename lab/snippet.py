@@ -12,22 +12,31 @@ from __future__ import annotations
 
 import ast
 import textwrap
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
-_WRAP = """\
+# The wrapper, for a Python with its own clock and errno convention: `{{body}}`/`{{expr}}` stay
+# for format(), the three slots are filled per interpreter.
+WRAPPER = """\
 import socket, time, errno
-_t0 = time.ticks_ms()
+_t0 = {clock}
 try:
-{body}
-    _r = ('ok', {expr})
+{{body}}
+    _r = ('ok', {{expr}})
 except OSError as _e:
-    _n = _e.errno if isinstance(_e.errno, int) else _e.args[0]
-    _r = ('err', _n)
+    _r = ('err', {errno})
 except Exception as _e:
     _r = ('exc', type(_e).__name__ + ': ' + str(_e))
-print(repr((_r, time.ticks_diff(time.ticks_ms(), _t0))))
+print(repr((_r, {elapsed})))
 """
+
+# MicroPython: errno as the int (errno_name turns it into a name on the host)
+_WRAP = WRAPPER.format(
+    clock="time.ticks_ms()",
+    errno="_e.errno if isinstance(_e.errno, int) else _e.args[0]",
+    elapsed="time.ticks_diff(time.ticks_ms(), _t0)",
+)
 
 
 @dataclass
@@ -53,8 +62,24 @@ class Result:
     def seconds(self) -> float:
         return self.ms / 1000.0
 
+    def text(self) -> str:
+        """``ok 3`` / ``err 'ECONNRESET'`` / ``exc "ValueError: ..."``: one line for reports."""
+        return f"{self.kind} {self.value!r}"
+
     def __repr__(self) -> str:
         return f"<guest {self.kind} {self.value!r} in {self.ms} ms; code: {self.code.strip()!r}>"
+
+
+def indent(body: str) -> str:
+    """``body`` dedented and indented into the wrapper's ``try:`` block."""
+    return textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
+
+
+def parse(out: str, body: str) -> Result:
+    """The Result a wrapped snippet printed: its last ``((kind, value), ms)`` line."""
+    line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
+    (kind, value), ms = ast.literal_eval(line)
+    return Result(kind, value, ms, body)
 
 
 def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0, errno_names: bool = True) -> Result:
@@ -62,14 +87,11 @@ def run(node: Any, body: str = "pass", expr: str = "None", timeout: float = 15.0
 
     With ``errno_names`` an error's value is its symbolic name ("ECONNRESET"), else the int.
     """
-    body = textwrap.indent(textwrap.dedent(body).strip() or "pass", "    ")
-    code = _WRAP.format(body=body, expr=expr)
-    out = node.exec(code, timeout=timeout)
-    line = [ln for ln in out.strip().splitlines() if ln.startswith("((")][-1]
-    (kind, value), ms = ast.literal_eval(line)
-    if kind == "err" and errno_names:
-        value = errno_name(node, value)
-    return Result(kind, value, ms, body)
+    body = indent(body)
+    r = parse(node.exec(_WRAP.format(body=body, expr=expr), timeout=timeout), body)
+    if r.kind == "err" and errno_names:
+        r.value = errno_name(node, r.value)
+    return r
 
 
 # newlib's numbering (the firmware is built against newlib, MICROPY_USE_INTERNAL_ERRNO=0):
@@ -89,8 +111,12 @@ def errno_name(node: Any, n: int) -> str | int:
     """Symbolic name of a guest errno ("ECONNRESET"); negative lwIP/DNS codes stay ints."""
     if n < 0:
         return n
-    names = getattr(node, "_errno_names", None)  # asked once per node, kept on it
+    names = _errno_names.get(node)  # asked once per node
     if names is None:
         table = node.eval("(lambda m: {getattr(m, k): k for k in dir(m) if k[0] == 'E'})(__import__('errno'))")
-        names = node._errno_names = {**_NEWLIB, **table}
+        names = _errno_names[node] = {**_NEWLIB, **table}
     return names.get(n, n)
+
+
+# node -> its guest's errno names; forgotten with the node
+_errno_names: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()

@@ -24,20 +24,17 @@ import random
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.sendrecv import AsyncSniffer
 
-from .capture import start_sniffer, stop_sniffer
-from .errors import ConfigError, LabError
-from .impair import nft_add, nft_delete
-from .inject import bridge_mac, send_on
-
-if TYPE_CHECKING:
-    from .lab import Lab
+from .capture import send_on, start_sniffer, stop_sniffer
+from .errors import CaptureError, ConfigError, LabError
+from .hostnet import bridge_mac, nft_add, nft_delete
+from .topology import LanView
+from .util import poll_until
 
 M32 = 0xFFFFFFFF
 
@@ -166,36 +163,27 @@ class TcpConn:
 
     def recv(self, timeout: float = 5.0, n: int | None = None) -> bytes:
         """Unread in-order data: wait until there is some (or ``n`` bytes), FIN, RST or timeout."""
-        deadline = time.monotonic() + timeout
+
+        def ready() -> bool:
+            have = len(self.data) - self._read
+            return bool(have and (n is None or have >= n)) or self.remote_fin or self.reset
+
         with self._cv:
-            while True:
-                have = len(self.data) - self._read
-                if (have and (n is None or have >= n)) or self.remote_fin or self.reset:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
+            self._cv.wait_for(ready, timeout)
             out = bytes(self.data[self._read :])
             self._read = len(self.data)
             return out
 
     def wait(self, pred: str = "remote_fin", timeout: float = 5.0) -> bool:
         """Wait until ``remote_fin`` / ``reset`` is true."""
-        deadline = time.monotonic() + timeout
         with self._cv:
-            while not getattr(self, pred):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cv.wait(left)
-        return True
+            return bool(self._cv.wait_for(lambda: getattr(self, pred), timeout))
 
 
 class TcpPeer:
     """Listen on (host_ip, port) or connect from it, driven by scapy (see the module doc)."""
 
-    def __init__(self, lab: Lab, port: int = 0, window: int = 8192, mss: int = 536, listen: bool = True) -> None:
+    def __init__(self, lab: LanView, port: int = 0, window: int = 8192, mss: int = 536, listen: bool = True) -> None:
         self.lab = lab
         self.ip = lab.host_ip
         self.port = port or _free_port(self.ip)
@@ -222,13 +210,19 @@ class TcpPeer:
         self._sniffer = start_sniffer(self.lab.bridge, self._on, f"tcp and dst host {self.ip} and dst port {self.port}")
         if self._sniffer is None:
             self.stop()
-            raise LabError(f"tcp peer: sniffer on {self.lab.bridge} did not start")
+            raise CaptureError(f"tcp peer: sniffer on {self.lab.bridge} did not start")
         return self
 
     def stop(self) -> None:
         stop_sniffer(self._sniffer)
         self._sniffer = None
         nft_delete(self.lab.name, "inet", self.tag)
+
+    def abandon(self) -> None:
+        """Stop sniffing but leave the host's RST-drop rule, as a killed process would
+        (for tests that ``mplab down`` removes it)."""
+        stop_sniffer(self._sniffer)
+        self._sniffer = None
 
     def __enter__(self) -> TcpPeer:
         return self.start()
@@ -270,17 +264,19 @@ class TcpPeer:
 
     def accept(self, timeout: float = 10.0) -> TcpConn:
         """The next connection a guest opened to (host_ip, port), once its handshake completed."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def established() -> TcpConn | None:
             with self._lock:
                 for c in self._pending:
                     if c.established.is_set():
                         self._pending.remove(c)
                         return c
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise LabError(f"tcp peer {self.ip}:{self.port}: no connection within {timeout:g}s")
-                self._lock.wait(min(left, 0.05))
+            return None
+
+        c = poll_until(established, timeout, 0.05)
+        if c is None:
+            raise LabError(f"tcp peer {self.ip}:{self.port}: no connection within {timeout:g}s")
+        return c
 
     def connect(self, ip: str, port: int, timeout: float = 10.0) -> TcpConn:
         """Open a connection from (host_ip, self.port) to a guest."""
@@ -292,11 +288,13 @@ class TcpPeer:
         c = TcpConn(self, ip, port, mac, iss)
         c.snd_nxt = (iss + 1) & M32  # the SYN-ACK's handler ACKs with it
         self.conns[(ip, port)] = c
-        deadline = time.monotonic() + timeout
-        while not c.established.is_set():
+
+        def syn() -> bool:  # (re)send the SYN each second until the SYN-ACK is in
+            if c.established.is_set():
+                return True
             c._tx(c._frame("S", seq=iss))
-            if c.established.wait(1.0):
-                break
-            if time.monotonic() > deadline:
-                raise LabError(f"tcp peer: no SYN-ACK from {ip}:{port} within {timeout:g}s")
+            return c.established.wait(min(1.0, timeout))
+
+        if not poll_until(syn, timeout, 0.0):
+            raise LabError(f"tcp peer: no SYN-ACK from {ip}:{port} within {timeout:g}s")
         return c

@@ -15,16 +15,51 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from .errors import ConfigError
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,9}$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 DEFAULT_LAB = "default"
 MAX_NODES = 62  # the /26 IPAM range for node containers
 COMPOSE_NAMES = ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml")
+
+
+class LanView(Protocol):
+    """What the parts (inject, tcp_peer, linux_peer) need of a running lab: ``Lab`` is one.
+
+    A part takes this, never ``Lab`` itself, so that it imports nothing above it.
+    """
+
+    name: str
+    topology: Topology
+
+    @property
+    def bridge(self) -> str: ...
+
+    @property
+    def host_ip(self) -> str: ...
+
+    @property
+    def services_ip(self) -> str: ...
+
+    @property
+    def subnet(self) -> IPv4Network: ...
+
+    def leases(self) -> dict[str, str]:
+        """guest MAC → guest IP."""
+        ...
+
+    def lan_hosts(self) -> dict[str, str]:
+        """IP → MAC of every lab host that can be named (guests, host, services)."""
+        ...
+
+    def networks(self) -> list[str]:
+        """The lab's container networks."""
+        ...
 
 
 def validate_lab_name(name: str) -> str:
@@ -117,6 +152,8 @@ class Topology:
             "MPLAB_DHCP_START": str(self.dhcp_start),
             "MPLAB_DHCP_END": str(self.dhcp_end),
             "MPLAB_BRIDGE": self.bridge,
+            "MPLAB_DOMAIN": self.domain,
+            "MPLAB_CONSOLE_PORT": str(self.console_port),
         }
 
     def with_subnet(self, subnet: IPv4Network) -> Topology:
@@ -176,6 +213,12 @@ class Topology:
             )
         except ValueError as e:
             raise _bad(path, f"bad x-mplab value ({e})", "fix the address in x-mplab (see docs/topology.md)") from None
+        if not DOMAIN_RE.match(topo.domain):
+            raise _bad(
+                path, f"x-mplab.domain {topo.domain!r} is not a DNS domain", "use labels of a-z, 0-9 and '-', e.g. lab"
+            )
+        if not 1 <= topo.console_port <= 65535:
+            raise _bad(path, f"x-mplab.console_port {topo.console_port} is not a TCP port", "use 1..65535, e.g. 5555")
         if base.prefixlen != 24:
             raise _bad(path, f"x-mplab.subnet {base} is not a /24", "use a /24 such as 10.77.0.0/24")
         for what, a in (

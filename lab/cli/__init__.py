@@ -1,6 +1,7 @@
 """``mplab`` command line: one module per verb (lab/cli/<verb>.py), each with
 ``add_parser(subparsers)`` and ``run(args) -> int``. Errors the user can fix are one line
-on stderr, exit code 2 (bad input) or 1 (runtime failure), never a Python traceback.
+on stderr, exit code 2 (bad input) or 1 (runtime failure), never a Python traceback (an
+unexpected exception too is one line; ``MPLAB_DEBUG=1`` shows its traceback).
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..console import ConsoleError
 from ..errors import LabError
-from . import capture, console, cp, down, exec_, impair, link, logs, repro, reset, status, up
+from . import capture, conformance, console, cp, diff, down, exec_, impair, link, logs, repro, reset, status, up
 
-VERBS = [up, down, status, console, exec_, cp, capture, logs, reset, repro, impair, link]
+VERBS = [up, down, status, console, exec_, cp, capture, logs, reset, repro, impair, link, diff, conformance]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,14 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.lab = os.environ.get("LAB") or None
     try:
         return int(args.func(args) or 0)
-    except LabError as e:
+    except LabError as e:  # every error the library raises on purpose (lab/errors.py)
         print(f"mplab: {e}", file=sys.stderr)
         return e.exit_code
-    except ConsoleError as e:
-        print(f"mplab: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug or an unforeseen failure: still one line, unless asked
+        if os.environ.get("MPLAB_DEBUG"):
+            raise
+        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+        print(f"mplab {args.verb}: {type(e).__name__}: {e}{where} (MPLAB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

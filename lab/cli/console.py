@@ -10,7 +10,7 @@ import sys
 import termios
 import tty
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NodeError
 from ._common import node_arg, open_lab
 
 ESCAPE = b"\x1d"  # Ctrl-]
@@ -27,7 +27,12 @@ def run(args: argparse.Namespace) -> int:
     node = lab.node(args.node)
     if not node.info.running:
         raise ConfigError(f"{args.node} is down (see `mplab status`)")
-    sock = socket.create_connection((node.container_ip, node.console_port), timeout=5)
+    try:
+        sock = socket.create_connection((node.container_ip, node.console_port), timeout=5)
+    except OSError as e:
+        raise NodeError(
+            f"{args.node}: cannot connect to its console {node.container_ip}:{node.console_port}: {e}"
+        ) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     print(f"connected to {args.node} ({node.container_ip}:{node.console_port}); Ctrl-] exits", file=sys.stderr)
     fd = sys.stdin.fileno()

@@ -11,18 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # `lab` may not be pip-installed into the venv yet
-    sys.path.insert(0, str(REPO))
+from lab.netns import NETNS_DIR, Guest, Netns, netns_supported
 
-from fw_guest import Guest  # noqa: E402
-from fw_netns import NETNS_DIR, Netns, netns_supported  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 FIRMWARE_DIR = REPO / "firmware"
 ELF = FIRMWARE_DIR / "build" / "firmware.elf"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import random
 
-from fw_guest import HOST_IP, TAP, Guest
-from fw_peer import arp_probe, ping
-from fw_wire import mac_bytes
+from lab.netns import HOST_IP, TAP, Guest, arp_probe, ping
+from lab.packets import mac_bytes
 
 
 def test_guest_answers_arp(guest: Guest) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fw_guest import HOST_IP, Guest
-from fw_wire import dhcp_options, mac_bytes
 from scapy.all import BOOTP
+
+from lab.netns import HOST_IP, Guest
+from lab.packets import dhcp_options, mac_bytes
 
 
 def test_discover_and_request_carry_mac_and_hostname(guest: Guest) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from fw_guest import HOST_IP, Guest
 from scapy.all import ICMP, IP, Raw
+
+from lab.netns import HOST_IP, Guest
 
 GUEST_PING = """
 import struct

@@ -10,8 +10,9 @@ import socket
 import time
 from pathlib import Path
 
-from fw_guest import HOST_IP, Guest
-from fw_peer import background, ping
+from fw_peer import background
+
+from lab.netns import HOST_IP, Guest, ping
 
 WINDOW = 5.0
 LIMIT = 0.05

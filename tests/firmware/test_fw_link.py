@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fw_guest import Guest
-from fw_qmp import Qmp
-from fw_wire import dhcp_options
 from scapy.all import BOOTP
+
+from lab.netns import Guest
+from lab.packets import dhcp_options
+from lab.qmp import Qmp
 
 NIC = "lan9118.0"  # QEMU's id of the -nic model=lan9118 device ("info network")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import socket
 
-from fw_guest import HOST_IP, Guest
 from fw_peer import background
 
+from lab.netns import HOST_IP, Guest
 from lab.spec import SOCKET_CONSTANTS, SOCKET_FUNCTIONS, SOCKET_METHODS
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import socket
 
-from fw_guest import HOST_IP, Guest
 from fw_peer import background, recv_all, sha256
 from scapy.all import IP, TCP
+
+from lab.netns import HOST_IP, Guest
 
 SIZE = 100 * 1024
 

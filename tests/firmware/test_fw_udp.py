@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from fw_guest import HOST_IP, Guest
+from lab.netns import HOST_IP, Guest
 
 GUEST_PORT = 5005
 

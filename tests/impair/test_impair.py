@@ -249,10 +249,10 @@ def test_everything_gone_after_down() -> None:
         nd.impair(loss="20%", rate="1mbit", direction="both")
         assert nd.impairments()
         peer = TcpPeer(lab).start()  # deliberately not stopped: down must remove its rule
-        DnsResponder(lab, "peer.lab", "servfail").start()._sniffer.stop()  # rule left behind
+        DnsResponder(lab, "peer.lab", "servfail").start().abandon()  # rule left behind
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
         assert f"bridge {nft_table(name)}" in tables and f"inet {nft_table(name)}" in tables
-        peer._sniffer.stop()
+        peer.abandon()
     finally:
         lab.down()
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout

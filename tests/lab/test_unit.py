@@ -132,3 +132,17 @@ def test_cli_no_compose_file_found(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )
     assert p.returncode == 2 and "no docker-compose.yml" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_conformance_renders_a_junit_report(tmp_path: Path) -> None:
+    """`mplab conformance --junit X` renders without a lab (lab/conformance.py)."""
+    junit = tmp_path / "j.xml"
+    junit.write_text(
+        '<testsuite><testcase classname="tests.socket.test_usocket_connect" name="test_ok" time="0.5">'
+        '<properties><property name="method" value="connect"/><property name="check" value="connects"/>'
+        "</properties></testcase></testsuite>"
+    )
+    p = _cli("conformance", "--junit", str(junit), "--out", str(tmp_path / "r"), "--artifacts", str(tmp_path / "a"))
+    assert p.returncode == 0, p.stderr
+    md = (tmp_path / "r" / "conformance.md").read_text()
+    assert "| `connect` | connects | ✅ pass |" in md, md

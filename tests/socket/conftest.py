@@ -4,7 +4,7 @@ The lab plugin gives ``lab`` (session), ``node``/``nodes``, ``wire`` and ``host_
 file adds what only this suite needs:
 
 * the ``check(method, name)`` marker, recorded as JUnit properties for the conformance
-  report (scripts/conformance.py);
+  report (lab/conformance.py, `mplab conformance`);
 * ``port``: a fresh port per test (tests never share a port, so TIME_WAIT and stale
   listeners of one test cannot leak into another);
 * ``addrs``: the lab addresses the tests may use (host, services, an address nobody holds).

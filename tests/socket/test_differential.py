@@ -1,6 +1,6 @@
 """Differential mode: the same socket snippets on the guest and on CPython/Linux in the lab.
 
-Runs every scenario of scripts/differential.py on node1 and on the lab's Linux peer
+Runs every scenario of lab/differential on node1 and on the lab's Linux peer
 (lab/linux_peer.py) at once, with the real lab and a capture of the bridge, then asserts the
 documented differences (``EXPECTED`` there): a change on either side -- a firmware that starts
 offering SACK, a kernel with other SYN timeouts -- fails here. The comparison is written to
@@ -9,32 +9,15 @@ offering SACK, a kernel with other SYN timeouts -- fails here. The comparison is
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab import differential as diff
 from lab.linux_peer import ROLE, LinuxPeer
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_differential() -> Any:
-    if "differential" in sys.modules:
-        return sys.modules["differential"]
-    spec = importlib.util.spec_from_file_location("differential", ROOT / "scripts" / "differential.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["differential"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-diff = _load_differential()
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +58,10 @@ def test_differential(comparisons: dict[str, Any], key: str) -> None:
 
 @pytest.mark.check("differential", "Linux peer: in the lab only (labels, no default route, lab DNS)")
 def test_linux_peer_confined(lab: Any, peer: LinuxPeer) -> None:
-    p = peer._docker("inspect", "-f", "{{json .Config.Labels}}", peer.name)
+    p = peer.docker_cli("inspect", "-f", "{{json .Config.Labels}}", peer.name)
     labels = json.loads(p.stdout)
     assert labels.get("mplab.lab") == lab.name and labels.get("mplab.role") == ROLE, labels
-    routes = peer._docker("exec", peer.name, "ip", "-4", "route").stdout
+    routes = peer.docker_cli("exec", peer.name, "ip", "-4", "route").stdout
     assert "default" not in routes, routes
     assert peer.ip in routes.split("src ")[-1], routes
     resolv = peer.eval("open('/etc/resolv.conf').read()")

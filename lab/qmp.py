@@ -1,15 +1,18 @@
-"""A minimal QMP client over QEMU's ``-qmp unix:PATH,server=on,wait=off`` socket."""
+"""A minimal QMP client over QEMU's ``-qmp unix:PATH,server=on,wait=off`` socket (the firmware
+tests' guests; a lab node's QMP is reached with ``Node.qmp``, through mplab-qmp in its container)."""
 
 from __future__ import annotations
 
 import json
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
+from .errors import LabError
+from .util import poll_until
 
-class QmpError(Exception):
+
+class QmpError(LabError):
     pass
 
 
@@ -17,18 +20,23 @@ class Qmp:
     """One QMP session: greeting, ``qmp_capabilities``, then commands. Events are skipped."""
 
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        errors: list[OSError] = []
+
+        def attempt() -> socket.socket | None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
             try:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._sock.settimeout(timeout)
-                self._sock.connect(str(path))
-                break
+                s.connect(str(path))
+                return s
             except OSError as e:
-                self._sock.close()
-                if time.monotonic() >= deadline:
-                    raise QmpError(f"cannot connect to QMP socket {path}: {e}") from e
-                time.sleep(0.1)
+                s.close()
+                errors.append(e)
+                return None
+
+        sock = poll_until(attempt, timeout, 0.1)
+        if sock is None:
+            raise QmpError(f"cannot connect to QMP socket {path}: {errors[-1] if errors else 'timed out'}")
+        self._sock = sock
         self._buf = b""
         greeting = self._read()
         if "QMP" not in greeting:
