@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--micropython-deb", required=True)
     parser.add_argument("--lwip", required=True)
     parser.add_argument("--lwip-deb", required=True)
+    parser.add_argument("--mbedtls", required=True)
+    parser.add_argument("--mbedtls-deb", required=True)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--patch", action="append", default=[], help="an upstream patch applied (repeatable)")
     parser.add_argument("-o", "--output", type=Path, required=True)
@@ -40,6 +42,7 @@ def main() -> None:
             "patches": sorted(Path(p).name for p in args.patch),
         },
         "lwip": {"version": args.lwip, "debian_source": f"lwip {args.lwip_deb}"},
+        "mbedtls": {"version": args.mbedtls, "debian_source": f"mbedtls {args.mbedtls_deb}"},
         "elf": args.elf.name,
         "sha256": hashlib.sha256(args.elf.read_bytes()).hexdigest(),
         "size": args.elf.stat().st_size,

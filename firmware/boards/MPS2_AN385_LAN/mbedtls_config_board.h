@@ -1,0 +1,18 @@
+// mbedTLS configuration of the mplab board: upstream's common port configuration
+// (extmod/mbedtls), bare metal, with the board's clock for certificate dates.
+#ifndef MICROPY_INCLUDED_MPLAB_MBEDTLS_CONFIG_BOARD_H
+#define MICROPY_INCLUDED_MPLAB_MBEDTLS_CONFIG_BOARD_H
+
+#define MBEDTLS_ECP_NIST_OPTIM
+
+#include <time.h>
+time_t mplab_mbedtls_time(time_t *timer);
+#define MBEDTLS_PLATFORM_TIME_MACRO mplab_mbedtls_time
+#define MBEDTLS_PLATFORM_MS_TIME_ALT
+#define MBEDTLS_PLATFORM_GMTIME_R_ALT
+
+#define MICROPY_MBEDTLS_CONFIG_BARE_METAL (1)
+
+#include "extmod/mbedtls/mbedtls_config_common.h"
+
+#endif // MICROPY_INCLUDED_MPLAB_MBEDTLS_CONFIG_BOARD_H
