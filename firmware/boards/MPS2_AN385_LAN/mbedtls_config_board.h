@@ -4,6 +4,11 @@
 #define MICROPY_INCLUDED_MPLAB_MBEDTLS_CONFIG_BOARD_H
 
 #define MBEDTLS_ECP_NIST_OPTIM
+// PEM as well as DER for certificates and keys, as esp32's build accepts (rp2's takes DER only).
+#define MBEDTLS_PEM_PARSE_C
+#define MBEDTLS_BASE64_C
+// SSLSocket.getpeercert() needs the peer's certificate after the handshake (about 1 KiB each).
+#define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
 
 #include <time.h>
 time_t mplab_mbedtls_time(time_t *timer);

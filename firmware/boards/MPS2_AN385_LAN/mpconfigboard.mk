@@ -43,4 +43,4 @@ PORT_SRC_C = \
 
 
 FROZEN_MANIFEST = $(BOARD_DIR)/manifest.py
-QSTR_GLOBAL_DEPENDENCIES += $(BOARD_DIR)/mpconfigboard.h
+QSTR_GLOBAL_DEPENDENCIES += $(BOARD_DIR)/mpconfigboard.h $(BOARD_DIR)/mbedtls_config_board.h
