@@ -37,6 +37,15 @@ class SSLContext:
     def verify_mode(self, mode):
         self._ctx.verify_mode = mode
 
+    @property
+    def check_hostname(self):
+        return self._ctx.check_hostname
+
+    @check_hostname.setter
+    def check_hostname(self, value):
+        # False keeps chain verification and SNI, and skips only the name check.
+        self._ctx.check_hostname = value
+
     def load_cert_chain(self, certfile, keyfile=None):
         self._ctx.load_cert_chain(_data(certfile), _data(keyfile if keyfile is not None else certfile))
 
