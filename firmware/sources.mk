@@ -17,3 +17,9 @@ LWIP_VERSION     := 2.2.1
 LWIP_DEB         := 2.2.1+dfsg1
 LWIP_SUITE       := trixie
 LWIP_SHA256      := 83729c274c499d3348e9fbbe043a3113f3fa8953e7efddc7c21c7fcbb1f2b7b1
+
+# mbedTLS for ssl/tls (the config upstream's ports use: extmod/mbedtls). Debian ships it as .tar.bz2.
+MBEDTLS_VERSION  := 3.6.6
+MBEDTLS_DEB      := 3.6.6-0.1~deb13u1
+MBEDTLS_SUITE    := trixie
+MBEDTLS_SHA256   := 8fb65fae8dcae5840f793c0a334860a411f884cc537ea290ce1c52bb64ca007a

@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,6 +78,28 @@ def guest_mac(lab: str, node: str) -> str:
     return "02:6d:70:" + ":".join(f"{b:02x}" for b in h)
 
 
+# The lab LAN's IPv6 prefix: a ULA /64 under this /48, its subnet id taken from the second and
+# third octets of the lab's IPv4 /24, so that it is as distinct per lab as the IPv4 subnet.
+ULA_48 = IPv6Network("fd6d:706c:6162::/48")
+
+
+def subnet6_for(subnet: IPv4Network) -> IPv6Network:
+    """The IPv6 /64 of the lab whose IPv4 subnet is ``subnet``: 10.77.5.0/24 -> fd6d:706c:6162:4d05::/64."""
+    b = subnet.network_address.packed
+    return IPv6Network((int(ULA_48.network_address) | (b[1] << 72) | (b[2] << 64), 64))
+
+
+def slaac_address(prefix: IPv6Network, mac: str) -> IPv6Address:
+    """The SLAAC address (modified EUI-64, RFC 4291) that a host with ``mac`` forms in ``prefix``.
+
+    lwIP derives the guest's link-local and autoconfigured addresses this way, so a node's
+    IPv6 addresses follow from its MAC.
+    """
+    m = bytes(int(x, 16) for x in mac.split(":"))
+    iid = bytes([m[0] ^ 0x02, m[1], m[2], 0xFF, 0xFE, m[3], m[4], m[5]])
+    return IPv6Address(int(prefix.network_address) | int.from_bytes(iid, "big"))
+
+
 def subnet_for(lab: str, base: IPv4Network, default_lab: str = DEFAULT_LAB) -> IPv4Network:
     """The /24 of ``lab``: ``base`` for the default lab, else base's /16 + a name-hashed octet.
 
@@ -140,6 +162,24 @@ class Topology:
     def mac(self, node: str) -> str:
         return guest_mac(self.lab, node)
 
+    @property
+    def subnet6(self) -> IPv6Network:
+        """The LAN's IPv6 prefix (router advertisements from the services container)."""
+        return subnet6_for(self.subnet)
+
+    @property
+    def gateway6(self) -> IPv6Address:
+        """The host's IPv6 address on the LAN bridge."""
+        return self.subnet6.network_address + 1
+
+    @property
+    def services_ip6(self) -> IPv6Address:
+        return self.subnet6.network_address + 2
+
+    def ip6(self, node: str) -> IPv6Address:
+        """``node``'s global IPv6 address (SLAAC from its MAC)."""
+        return slaac_address(self.subnet6, self.mac(node))
+
     def env(self) -> dict[str, str]:
         """The MPLAB_* variables that compose interpolates (docs/conventions.md)."""
         return {
@@ -154,6 +194,9 @@ class Topology:
             "MPLAB_BRIDGE": self.bridge,
             "MPLAB_DOMAIN": self.domain,
             "MPLAB_CONSOLE_PORT": str(self.console_port),
+            "MPLAB_SUBNET6": str(self.subnet6),
+            "MPLAB_GATEWAY6": str(self.gateway6),
+            "MPLAB_SERVICES_IP6": str(self.services_ip6),
         }
 
     def with_subnet(self, subnet: IPv4Network) -> Topology:

@@ -1,11 +1,11 @@
 #!/bin/sh
-# fetch-orig.sh PACKAGE UPSTREAM_VERSION SUITE SHA256 DESTDIR
-# Downloads PACKAGE_UPSTREAM_VERSION.orig.tar.xz from the pool of the Debian archive that this
+# fetch-orig.sh PACKAGE UPSTREAM_VERSION SUITE SHA256 DESTDIR [COMPRESSION]
+# Downloads PACKAGE_UPSTREAM_VERSION.orig.tar.COMPRESSION (default xz) from the pool of the Debian archive that this
 # host's apt already uses, or $MPLAB_DEBIAN_MIRROR (scripts/debian-mirror.sh; never a hard-coded
 # host), and checks it against the pinned sha256.
 set -eu
-pkg=$1 ver=$2 suite=$3 sha=$4 dest=$5
-file="${pkg}_${ver}.orig.tar.xz"
+pkg=$1 ver=$2 suite=$3 sha=$4 dest=$5 comp=${6:-xz}
+file="${pkg}_${ver}.orig.tar.${comp}"
 mkdir -p "$dest"
 if [ -f "$dest/$file" ] && echo "$sha  $dest/$file" | sha256sum -c --status; then
     exit 0

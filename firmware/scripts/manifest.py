@@ -16,6 +16,15 @@ def features(config_header: Path) -> list[str]:
     return sorted(set(pattern.findall(config_header.read_text())))
 
 
+def modules(genhdr: Path, frozen: Path) -> list[str]:
+    """The importable modules: the built-in ones (genhdr/moduledefs.h) and the frozen ones."""
+    builtin = set(re.findall(r"MP_QSTR_(\w+)", (genhdr / "moduledefs.h").read_text()))
+    builtin.discard("__main__")
+    names = set(re.findall(r'"([\w/]+)\.py"', frozen.read_text()))
+    frozen_mods = {n.removesuffix("/__init__").replace("/", ".") for n in names}
+    return sorted(builtin | frozen_mods)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--elf", type=Path, required=True)
@@ -24,7 +33,10 @@ def main() -> None:
     parser.add_argument("--micropython-deb", required=True)
     parser.add_argument("--lwip", required=True)
     parser.add_argument("--lwip-deb", required=True)
+    parser.add_argument("--mbedtls", required=True)
+    parser.add_argument("--mbedtls-deb", required=True)
     parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--obj-dir", type=Path, required=True, help="the build's object dir (genhdr/, frozen_content.c)")
     parser.add_argument("--patch", action="append", default=[], help="an upstream patch applied (repeatable)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
@@ -40,11 +52,12 @@ def main() -> None:
             "patches": sorted(Path(p).name for p in args.patch),
         },
         "lwip": {"version": args.lwip, "debian_source": f"lwip {args.lwip_deb}"},
+        "mbedtls": {"version": args.mbedtls, "debian_source": f"mbedtls {args.mbedtls_deb}"},
         "elf": args.elf.name,
         "sha256": hashlib.sha256(args.elf.read_bytes()).hexdigest(),
         "size": args.elf.stat().st_size,
         "features": features(args.config),
-        "modules": ["socket", "usocket", "network", "time", "select", "errno", "machine", "os", "vfs"],
+        "modules": modules(args.obj_dir / "genhdr", args.obj_dir / "frozen_content.c"),
     }
     text = json.dumps(manifest, indent=2) + "\n"
     # Rewrite only on change, so an unchanged build leaves every timestamp alone.

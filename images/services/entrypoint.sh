@@ -4,6 +4,7 @@
 # both, and exit as soon as either stops.
 # Env: MPLAB_LAB, MPLAB_SUBNET, MPLAB_GATEWAY, MPLAB_SERVICES_IP,
 #      MPLAB_DHCP_START, MPLAB_DHCP_END, MPLAB_DOMAIN (lab), MPLAB_DHCP_LEASE (12h),
+#      MPLAB_SUBNET6, MPLAB_GATEWAY6, MPLAB_SERVICES_IP6 (IPv6; unset = an IPv4-only LAN),
 #      MPLAB_PEERS (1; 0 = no peers), MPLAB_DNSMASQ_EXTRA (extra dnsmasq options).
 set -euo pipefail
 
@@ -18,6 +19,9 @@ DHCP_START=${MPLAB_DHCP_START:-10.77.0.128}
 DHCP_END=${MPLAB_DHCP_END:-10.77.0.254}
 DOMAIN=${MPLAB_DOMAIN:-lab}
 LEASE=${MPLAB_DHCP_LEASE:-12h}
+SUBNET6=${MPLAB_SUBNET6:-}
+GATEWAY6=${MPLAB_GATEWAY6:-}
+SERVICES_IP6=${MPLAB_SERVICES_IP6:-}
 
 prefix=${SUBNET#*/}
 [[ $prefix =~ ^[0-9]+$ ]] && [ "$prefix" -le 32 ] || { log "bad MPLAB_SUBNET '$SUBNET'"; exit 1; }
@@ -54,9 +58,21 @@ dhcp-option=option:dns-server,$SERVICES_IP
 dhcp-option=option:domain-name,$DOMAIN
 dhcp-leasefile=/var/lib/misc/dnsmasq.leases
 CONF
+if [ -n "$SUBNET6" ]; then
+    cat >>"$CONF" <<CONF
+# IPv6: router advertisements for SLAAC in $SUBNET6, with router lifetime 0 (the prefix is
+# on-link, and there is no default route: the LAN leads nowhere). ra-names gives each guest
+# with a DHCPv4 lease an AAAA record for its SLAAC address, once a ping6 confirms it.
+enable-ra
+dhcp-range=${SUBNET6%/*},ra-only,ra-names,64,$LEASE
+ra-param=eth0,10,0
+host-record=host.$DOMAIN,$GATEWAY6
+host-record=services.$DOMAIN,peer.$DOMAIN,$SERVICES_IP6
+CONF
+fi
 for opt in ${MPLAB_DNSMASQ_EXTRA:-}; do echo "${opt#--}" >>"$CONF"; done
 
-log "lab=$LAB subnet=$SUBNET gateway=$GATEWAY services=$SERVICES_IP dhcp=$DHCP_START-$DHCP_END domain=$DOMAIN"
+log "lab=$LAB subnet=$SUBNET gateway=$GATEWAY services=$SERVICES_IP dhcp=$DHCP_START-$DHCP_END domain=$DOMAIN subnet6=${SUBNET6:-none}"
 
 pids=()
 dnsmasq --conf-file="$CONF" 2>&1 &

@@ -3,6 +3,7 @@
 #define MICROPY_INCLUDED_MPLAB_BOARD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 // CPU and SysTick clock of the AN385 FPGA image (QEMU models it at 25 MHz).
@@ -27,6 +28,14 @@
 void mplab_board_init(void);
 __attribute__((noreturn)) void mplab_system_reset(void);
 void mplab_random_seed(uint32_t seed);
+uint32_t mplab_random_u32(void);
+
+// Wall clock (nanoseconds since 1970) and host services (board_host.c).
+void mplab_rtc_set_ns(uint64_t epoch_ns);
+void mplab_host_init(void);
+uint32_t mplab_host_time_s(void);
+bool mplab_host_entropy(uint8_t *buf, size_t len);
+void mplab_entropy_fill(uint8_t *buf, size_t len);
 void mplab_wait_for_event(void);
 void mplab_irq_set_handler(unsigned irq, void (*handler)(void), uint8_t priority);
 void mplab_pendsv_trigger(void);

@@ -114,9 +114,20 @@ mp_uint_t mp_hal_ticks_cpu(void) {
     return (mp_uint_t)clock_read_cycles();
 }
 
-uint64_t mp_hal_time_ns(void) {
-    // No RTC on the AN385: time counts from boot (so time() starts at the port's epoch).
+// Wall clock: the boot-relative clock plus an offset, set from the host at boot
+// (board_host.c) and by machine.RTC().datetime() or NTP afterwards.
+static uint64_t rtc_offset_ns;
+
+static uint64_t uptime_ns(void) {
     return clock_read_cycles() * (1000000000ULL / MPLAB_CPU_HZ);
+}
+
+uint64_t mp_hal_time_ns(void) {
+    return rtc_offset_ns + uptime_ns();
+}
+
+void mplab_rtc_set_ns(uint64_t epoch_ns) {
+    rtc_offset_ns = epoch_ns - uptime_ns();
 }
 
 void mp_hal_delay_us(mp_uint_t us) {
@@ -209,7 +220,8 @@ void mplab_lwip_unlock(uint32_t state) {
     __asm volatile ("msr basepri, %0" : : "r" (state) : "memory");
 }
 
-// xorshift32, seeded from the MAC and boot timing; good enough for ports, ISNs and DNS ids.
+// xorshift32, seeded from the host's entropy (board_host.c), the MAC and boot timing: for
+// ports, ISNs, DNS ids and the random module. Keys come from mplab_entropy_fill instead.
 static uint32_t random_state = 0x6d706c62;
 
 void mplab_random_seed(uint32_t seed) {
@@ -350,6 +362,7 @@ void mplab_board_init(void) {
     SCB_SHPR3 = (SCB_SHPR3 & 0x0000ffff) | ((uint32_t)MPLAB_PRI_DEVICE << 24) | ((uint32_t)MPLAB_PRI_PENDSV << 16);
 
     clock_init();
+    mplab_host_init();
     SYST_RVR = SYSTICK_RELOAD;
     SYST_CVR = 0;
     SYST_CSR = 7; // processor clock, interrupt, enable

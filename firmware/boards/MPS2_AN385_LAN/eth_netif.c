@@ -12,6 +12,7 @@
 #include "lwip/dhcp.h"
 #include "lwip/etharp.h"
 #include "lwip/igmp.h"
+#include "lwip/ethip6.h"
 #include "lwip/timeouts.h"
 #include "netif/ethernet.h"
 
@@ -60,7 +61,11 @@ static err_t eth_netif_init(struct netif *netif) {
     netif->linkoutput = eth_linkoutput;
     netif->output = etharp_output;
     netif->mtu = 1500;
-    netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_IGMP;
+    netif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_IGMP
+        | NETIF_FLAG_MLD6;
+    #if LWIP_IPV6
+    netif->output_ip6 = ethip6_output;
+    #endif
     netif->name[0] = 'e';
     netif->name[1] = 'n';
     netif->hostname = mod_network_hostname_data;
@@ -149,6 +154,13 @@ bool mplab_eth_init(void) {
     eth_netif.hwaddr_len = 6;
     netif_add(&eth_netif, IP4_ADDR_ANY4, IP4_ADDR_ANY4, IP4_ADDR_ANY4, NULL, eth_netif_init, ethernet_input);
     netif_set_default(&eth_netif);
+    #if LWIP_IPV6
+    // fe80::/64 from the MAC (EUI-64), then SLAAC addresses with the same interface id, so a
+    // node's IPv6 addresses follow from its MAC as its IPv4 lease does from DHCP.
+    struct netif *netif = &eth_netif; // (lwIP's macro tests its argument for NULL)
+    netif_create_ip6_linklocal_address(netif, 1);
+    netif_set_ip6_autoconfig_enabled(netif, 1);
+    #endif
     eth_ready = true;
     mplab_lwip_unlock(lock);
 

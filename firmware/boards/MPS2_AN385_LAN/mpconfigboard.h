@@ -5,11 +5,34 @@
 #define MICROPY_PY_SYS_PLATFORM             "mplab"
 #define MICROPY_PY_MACHINE_INCLUDEFILE      "board_machine.c"
 
+// Time: the wall clock from the host (epoch 1970, as rp2 and esp32), and machine.RTC.
+#define MICROPY_EPOCH_IS_1970               (1)
 #define MICROPY_PY_TIME                     (1)
 #define MICROPY_PY_TIME_TIME_TIME_NS        (1)
+#define MICROPY_PY_TIME_GMTIME_LOCALTIME_MKTIME (1)
 #define MICROPY_PY_TIME_INCLUDEFILE         "board_time.c"
+#define MICROPY_PY_MACHINE_EXTRA_GLOBALS \
+    { MP_ROM_QSTR(MP_QSTR_RTC), MP_ROM_PTR(&machine_rtc_type) },
+extern const struct _mp_obj_type_t machine_rtc_type;
 #define MICROPY_PY_SELECT                   (1)
 #define MICROPY_PY_OS_UNAME                 (1)
+#define MICROPY_PY_OS_INCLUDEFILE           "board_os.c"
+#define MICROPY_PY_OS_URANDOM               (1)
+
+// The modules of a networked board (rp2's RPI_PICO_W, esp32): asyncio, TLS, hashes, ciphers.
+#define MICROPY_PY_ASYNCIO                  (1)
+#define MICROPY_PY_HASHLIB_MD5              (1)
+#define MICROPY_PY_HASHLIB_SHA1             (1)
+#define MICROPY_PY_HASHLIB_SHA256           (1)
+#define MICROPY_PY_CRYPTOLIB                (1)
+#define MICROPY_PY_WEBSOCKET                (1)
+#define MICROPY_PY_RE_MATCH_GROUPS          (1)
+#define MICROPY_PY_RE_MATCH_SPAN_START_END  (1)
+#define MICROPY_PY_SOCKET_EXTENDED_STATE    (1)
+// mbedTLS allocates from the GC heap, tracked so that the GC keeps its buffers.
+#define MICROPY_TRACKED_ALLOC               (1)
+#define MICROPY_PY_RANDOM_SEED_INIT_FUNC    (mplab_random_u32())
+uint32_t mplab_random_u32(void);
 #define MICROPY_ENABLE_FINALISER            (1)
 #define MICROPY_ENABLE_SCHEDULER            (1)
 #define MICROPY_KBD_EXCEPTION               (1)

@@ -20,8 +20,17 @@
 #define MEMP_NUM_ARP_QUEUE              (16)
 #define ARP_TABLE_SIZE                  (32)
 
+// Dual stack, as rp2 and esp32: a link-local address at once, SLAAC addresses from router
+// advertisements, MLD for the solicited-node groups. DNS servers come from DHCPv4 only (no
+// RDNSS), as with upstream's lwIP defaults, so name lookups keep going to the lab's dnsmasq over IPv4.
 #define LWIP_IPV4                       1
-#define LWIP_IPV6                       0
+#define LWIP_IPV6                       1
+#define LWIP_IPV6_AUTOCONFIG            1
+#define LWIP_IPV6_MLD                   1
+#define LWIP_IPV6_SEND_ROUTER_SOLICIT   1
+#define LWIP_IPV6_NUM_ADDRESSES         3
+#define MEMP_NUM_ND6_QUEUE              (16)
+#define LWIP_ND6_NUM_NEIGHBORS          (32)
 #define LWIP_ICMP                       1
 #define LWIP_NETIF_LINK_CALLBACK        1
 #define LWIP_NETIF_STATUS_CALLBACK      1
