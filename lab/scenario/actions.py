@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from ..console import ConsoleError, ConsoleTimeout, GuestError
 from ..errors import LabError
@@ -28,10 +28,7 @@ from ..peers import connect_from
 from ..util import poll_until
 from . import judge
 from .loader import Validator, did_you_mean, rel
-from .model import Check, Expect, Path_, Peer, ScenarioError, Step, StepResult, WireSpec
-
-if TYPE_CHECKING:
-    from .runner import Runner
+from .model import Check, Expect, Path_, Peer, RunState, ScenarioError, Step, StepResult, WireSpec
 
 IMPAIR_KEYS = set(IMPAIR_FIELDS)
 STEP_META = ("id", "at", "after", "says")  # what a step may carry besides its one action
@@ -84,7 +81,7 @@ class Action:
         """Validate the step's arguments ``a`` (at ``at`` in the file): (args, expect)."""
         raise NotImplementedError
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         """Perform the step; ``a`` is its arguments with the variables substituted."""
         raise NotImplementedError
 
@@ -158,7 +155,7 @@ class Exec(Action):
             a = {**a, "require": v.expect(a["require"], (*at, "require"))}
         return a, exp
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         if not a.get("background"):
             _exec(r, st, a, res)
             return
@@ -168,7 +165,7 @@ class Exec(Action):
         time.sleep(0.05)  # let it take the node's lock before the next step
 
 
-def _exec(r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+def _exec(r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
     nd = r.lab.node(a["node"])
     timeout = float(a.get("timeout", 10))
     with r.node_locks.setdefault(nd.name, threading.Lock()):
@@ -210,7 +207,7 @@ class Join(Action):
             )
         return {"step": sid}, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         t = r.threads.get(a["step"])
         if t is not None:
             t.join(timeout=300)
@@ -224,7 +221,7 @@ class Sleep(Action):
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         return {"seconds": c.v.number(a, at, "sleep: seconds")}, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         time.sleep(a["seconds"])
 
 
@@ -242,7 +239,7 @@ class Impair(Action):
             raise c.v.err(at, "no impairment given", f"add one of: {', '.join(sorted(IMPAIR_KEYS))}")
         return {k: (x if k == "node" else str(x)) for k, x in a.items()}, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         kw = {k: a[k] for k in IMPAIR_FIELDS if k in a}
         r.lab.node(a["node"]).impair(**kw)
         r.impaired.add(a["node"])
@@ -260,7 +257,7 @@ class Clear(Action):
         _node_arg(c, a, at)
         return a, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         r.lab.node(a["node"]).clear_impairments()
         r.impaired.discard(a["node"])
 
@@ -277,7 +274,7 @@ class Link(Action):
         c.v.boolean(c.v.required(a, at, "up", "add `up: false` (down) or `up: true`"), (*at, "up"), "up: false")
         return a, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         r.lab.node(a["node"]).link(bool(a["up"]))
 
 
@@ -303,7 +300,7 @@ class Inject(Action):
             a = {**a, "of": dataclasses.asdict(v.wire_spec(a["of"], (*at, "of")))}
         return a, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         """Build the packet with lab.inject's helpers and put it on the bridge."""
         from .. import inject
 
@@ -373,7 +370,7 @@ class Send(Action):
         v.number(a.get("interval", 0), (*at, "interval"), "interval: seconds")
         return a, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         hp = r.peers[a["peer"]]
         dst = (r.target(a["to"]), int(a["port"]))
         data = str(a.get("data", "x"))
@@ -399,7 +396,7 @@ class TcpConnect(Action):
             raise v.err((*at, "close"), f"unknown close {a.get('close')!r}", "use fin, rst or none")
         return a, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         """Connect from the host's LAN address (synchronously), send, then hold/close in the background."""
         dst = (r.target(a["to"]), int(a["port"]))
         try:
@@ -460,7 +457,7 @@ class WaitFor(Action):
         v.number(a.get("timeout", 10), (*at, "timeout"), "timeout: seconds", 0.1)
         return a, None
 
-    def run(self, r: Runner, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         timeout = float(a.get("timeout", 10))
         last: list[tuple[bool, str, list[Any]]] = []
 
@@ -480,7 +477,7 @@ class WaitFor(Action):
         )
 
 
-def _probe(r: Runner, a: dict[str, Any]) -> tuple[bool, str, list[Any]]:
+def _probe(r: RunState, a: dict[str, Any]) -> tuple[bool, str, list[Any]]:
     if "step" in a:
         sr = r.results.get(a["step"])
         return bool(sr and sr.done), f"step {a['step']} finished", []

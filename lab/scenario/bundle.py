@@ -10,13 +10,9 @@ import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .firmware import Firmware
-from .model import ERROR, NOT_REPRODUCED, REPRODUCED, Result, Scenario
-
-if TYPE_CHECKING:
-    from .runner import Runner
+from .model import ERROR, NOT_REPRODUCED, REPRODUCED, Result, RunState, Scenario
 
 FILES = (
     ("wire.pcap", "everything on the lab bridge except the host's REPL traffic (tcp port 5555)"),
@@ -39,7 +35,7 @@ def _rel_t(t: float, t0: float) -> str:
     return f"{t - t0:.3f}" if t and t0 else "-"
 
 
-def write_verdict(runner: Runner, res: Result) -> None:
+def write_verdict(runner: RunState, res: Result) -> None:
     scn, fw, t0 = runner.scn, runner.fw, runner.t_cap0
     out = res.bundle
     data = {
@@ -66,7 +62,7 @@ def write_verdict(runner: Runner, res: Result) -> None:
     (out / "verdict.md").write_text("\n".join(_markdown(runner, res)) + "\n")
 
 
-def _markdown(runner: Runner, res: Result) -> list[str]:
+def _markdown(runner: RunState, res: Result) -> list[str]:
     scn, fw, t0 = runner.scn, runner.fw, runner.t_cap0
     L: list[str] = []
     L.append(f"# {scn.name} on firmware {fw.label}: **{res.verdict.upper()}**\n")

@@ -4,12 +4,9 @@ against what the run saw, each as a :class:`~lab.scenario.model.Check` with its 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .model import Assertion, Check, Expect, Step, StepResult, WireSpec
-
-if TYPE_CHECKING:
-    from .runner import Runner
+from .model import Assertion, Check, Expect, RunState, Step, StepResult, WireSpec
 
 
 def layer(name: str) -> Any:
@@ -111,7 +108,7 @@ def check_expect(st: Step, r: StepResult, e: Expect) -> Check:
     return Check(f"step {st.id} (exec expect)", st.line, st.says, held, detail)
 
 
-def _window(runner: Runner, a: dict[str, Any]) -> tuple[float, float]:
+def _window(runner: RunState, a: dict[str, Any]) -> tuple[float, float]:
     lo, hi = 0.0, float("inf")
     if "since" in a:
         lo = runner.results[a["since"]].t_start if a["since"] in runner.results else float("inf")
@@ -123,7 +120,7 @@ def _window(runner: Runner, a: dict[str, Any]) -> tuple[float, float]:
     return lo, hi
 
 
-def judge(runner: Runner) -> list[Check]:
+def judge(runner: RunState) -> list[Check]:
     """Every assertion of the scenario, judged on the run's packets, results and consoles."""
     checks: list[Check] = []
     pk = runner.packets()
@@ -159,7 +156,7 @@ def judge(runner: Runner) -> list[Check]:
     return checks
 
 
-def _judge_console(runner: Runner, asr: Assertion, a: dict[str, Any], label: str) -> Check:
+def _judge_console(runner: RunState, asr: Assertion, a: dict[str, Any], label: str) -> Check:
     if "step" in a:
         r = runner.results.get(a["step"])
         text = (r.output + ("\n" + r.traceback if r.traceback else "")) if r else ""

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 
@@ -162,3 +162,30 @@ class Result:
 
 class StepFailed(Exception):
     """A timeline step could not run: the verdict is ``error``."""
+
+
+class RunState(Protocol):
+    """What the actions, the judge and the bundle writer use of a run in progress.
+
+    The runner implements it; they take this small view instead of importing the runner, so
+    that imports inside the package run one way (runner -> actions/judge/bundle -> model).
+    """
+
+    scn: Scenario
+    fw: Any
+    lab: Any
+    results: dict[str, StepResult]
+    checks: list[Check]
+    peers: dict[str, Any]
+    threads: dict[str, Any]
+    node_locks: dict[str, Any]
+    impaired: set[str]
+    vars: dict[str, str]
+    tcp_clients: list[Any]
+    t_cap0: float
+
+    def packets(self) -> list[Any]: ...
+
+    def ref(self, i: int, p: Any) -> PacketRef: ...
+
+    def sub(self, value: Any) -> Any: ...
