@@ -1,6 +1,6 @@
 """Host-side peers: plain sockets on the host's address on the lab LAN, for the guests to
 talk to. One set for the pytest plugin's ``host_peer`` fixture, the scenario runner's
-``peers:`` and the socket suite (docs/api-scenario-peers.md).
+``peers:`` and the socket suite (docs/api.md, "Scenarios and peers").
 
 * :class:`HostPeer` -- the sockets of one test (or one scenario), all closed by ``close()``:
   ``tcp_server()`` / ``udp()`` / ``tcp_connect()`` give plain sockets, ``server()`` a

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import packets as w
+from .. import peers as host
 from ..util import poll_until
-from . import hostside as host
 from .sides import Ctx, Facts, Result, Side
 
 # ---- wire facts -------------------------------------------------------------------------

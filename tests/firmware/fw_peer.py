@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -21,12 +20,3 @@ def background(fn: Callable[[], T]) -> Future[T]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def recv_all(conn: socket.socket, timeout: float = 30.0) -> bytes:
-    """Read until EOF (or fail on a stall of ``timeout``)."""
-    conn.settimeout(timeout)
-    chunks = []
-    while chunk := conn.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)

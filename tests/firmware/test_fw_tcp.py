@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 import socket
 
-from fw_peer import background, recv_all, sha256
+from fw_peer import background, sha256
 from scapy.all import IP, TCP
 
 from lab.netns import HOST_IP, Guest
+from lab.peers import recv_until_eof
 
 SIZE = 100 * 1024
 
@@ -70,7 +71,7 @@ def test_guest_to_host(guest: Guest) -> None:
     def serve() -> tuple[tuple[str, int], bytes]:
         conn, addr = srv.accept()
         with conn:
-            return addr, recv_all(conn)
+            return addr, recv_until_eof(conn, timeout=30.0)
 
     received = background(serve)
     try:
@@ -102,7 +103,7 @@ def test_host_to_guest(guest: Guest) -> None:
             s.connect((guest.ip, port))
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
-            recv_all(s)  # the guest's close
+            recv_until_eof(s, timeout=30.0)  # the guest's close
             return s.getsockname()
 
     sender = background(send)

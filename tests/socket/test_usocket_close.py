@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import sockwire as _w
+from lab import packets as _w
 from scapy.layers.inet import TCP
 
 from lab import peers as _host

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import sockwire as _tcp
+from lab import packets as _tcp
 from scapy.layers.inet import TCP
 
 from lab import peers as _host

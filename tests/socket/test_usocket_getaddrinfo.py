@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-import sockwire as _w
+from lab import packets as _w
 from scapy.layers.dns import DNS
 from scapy.layers.inet import IP, UDP
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-import sockwire as _w
+from lab import packets as _w
 from scapy.layers.inet import ICMP, IP
 
 from lab.snippet import run

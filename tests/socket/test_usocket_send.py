@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-import sockwire as _w
+from lab import packets as _w
 from scapy.layers.inet import IP, TCP
 
 from lab import peers as _host

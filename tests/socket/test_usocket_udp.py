@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-import sockwire as _w
+from lab import packets as _w
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
