@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from lab import packets as _tcp
 from scapy.layers.inet import TCP
 
+from lab import packets as _tcp
 from lab import peers as _host
 from lab.snippet import run
 

@@ -7,10 +7,10 @@ import socket
 import time
 
 import pytest
-from lab import packets as _w
 from scapy.layers.dns import DNS
 from scapy.layers.inet import IP, UDP
 
+from lab import packets as _w
 from lab.snippet import run
 
 

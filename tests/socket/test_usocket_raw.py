@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from lab import packets as _w
 from scapy.layers.inet import ICMP, IP
 
+from lab import packets as _w
 from lab.snippet import run
 
 

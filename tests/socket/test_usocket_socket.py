@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from lab import packets as _w
 from scapy.layers.inet import IP
 
+from lab import packets as _w
 from lab.snippet import run
 
 

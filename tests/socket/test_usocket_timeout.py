@@ -6,9 +6,9 @@ import threading
 import time
 
 import pytest
-from lab import packets as _w
 from scapy.layers.inet import TCP
 
+from lab import packets as _w
 from lab import peers as _host
 from lab.snippet import run
 

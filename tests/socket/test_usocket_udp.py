@@ -6,10 +6,10 @@ from __future__ import annotations
 import socket
 
 import pytest
-from lab import packets as _w
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
+from lab import packets as _w
 from lab.snippet import run
 
 
