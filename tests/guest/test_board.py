@@ -113,6 +113,11 @@ def test_networked_board_modules_import(node: Node) -> None:
     assert node.eval("missing") == []
 
 
+def test_sys_path_has_lib(node: Node) -> None:
+    # As on rp2 and esp32: packages installed into /lib (mip, `mplab install`) import.
+    assert node.eval("__import__('sys').path") == ["", ".frozen", "/lib"]
+
+
 def test_hashes_and_cipher_give_known_answers(node: Node) -> None:
     got = node.eval(
         "(__import__('hashlib').sha256(b'abc').digest().hex(), __import__('hashlib').sha1(b'abc').digest().hex(),"

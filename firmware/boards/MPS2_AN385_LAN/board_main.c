@@ -23,6 +23,9 @@ int main(int argc, char **argv) {
 
     for (;;) {
         mp_init();
+        // sys.path = ['', '.frozen', '/lib'], as on rp2 and esp32: mip and `mplab install`
+        // put packages in /lib.
+        mp_obj_list_append(mp_sys_path, mp_obj_new_str_from_cstr("/lib"));
 
         // Mounts the RAM filesystem at / (modules/_boot.py), then the user's scripts.
         pyexec_frozen_module("_boot.py", false);
