@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import LabError, Node
+from lab import ConsoleError, LabError, Node
 from lab.pytest_plugin import artifacts_root
 from lab.upstream import Result, load_skips, run
 
@@ -32,8 +32,8 @@ def upstream(node: Node, request: pytest.FixtureRequest) -> Result | str:
     out = artifacts_root(cfg) / f"upstream-{node.lab.name}"
     try:
         res = run(node, skips=load_skips(SKIP_FILE), out_dir=out, progress=progress)
-    except LabError as e:
-        return str(e)
+    except (LabError, ConsoleError) as e:
+        return str(e).splitlines()[0]
     cfg.stash[_RESULT] = res
     return res
 

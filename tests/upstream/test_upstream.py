@@ -7,6 +7,8 @@ shows the diff of upstream's expected output against the node's.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from lab import LabError
@@ -41,6 +43,17 @@ def test_upstream(upstream: up.Result | str, test: str) -> None:
     if o.status == "skip":
         pytest.skip(o.reason)
     if o.status == "fail":
-        pytest.fail(f"{test}: the node's output differs from upstream's expected output\n{o.diff}", pytrace=False)
+        why = f" ({o.reason})" if o.reason else ""
+        pytest.fail(f"{test}: the node's output differs from upstream's expected output{why}\n{o.diff}", pytrace=False)
     if o.status == "error":
         pytest.fail(f"{test}: {o.reason}", pytrace=False)
+    if o.flaky:  # it passed on the retry: say so, with the first run's diff
+        warnings.warn(f"{test}: {o.reason}\n{o.diff}", UserWarning, stacklevel=1)
+
+
+def test_node_given_back(upstream: up.Result | str) -> None:
+    """After run-tests.py the node is usable again by the rest of the session."""
+    if isinstance(upstream, str):
+        pytest.fail(upstream, pytrace=False)
+    if upstream.restore_error:
+        pytest.fail(upstream.restore_error, pytrace=False)

@@ -127,3 +127,16 @@ def test_guest_unittest_summary(tmp_path: Path, extra: str, verdict: str) -> Non
     assert lines[-4] == "-" * 70 and lines[-2] == "", p.stdout + p.stderr
     assert re.match(r"Ran (\d+) tests$", lines[-3])
     assert lines[-1] == verdict
+
+
+def test_run_process_stops_a_silent_run(tmp_path: Path) -> None:
+    code = "import time; print('pass  extmod/a.py', flush=True); time.sleep(60)"
+    rc, out = up._run_process([sys.executable, "-c", code], tmp_path, timeout=30, idle=1.5)
+    assert rc is None
+    assert "pass  extmod/a.py" in out and "no output for 1.5 s" in out
+
+
+def test_skip_reason_names_run_tests_line(tmp_path: Path) -> None:
+    (tmp_path / "run-tests.py").write_text('x = 1\n        skip_tests.add("extmod/ssl_poll.py")\n')
+    assert "run-tests.py line 2" in up._skip_reason(tmp_path, "extmod/ssl_poll.py")
+    assert "printed SKIP" in up._skip_reason(tmp_path, "extmod/ssl_ioctl.py")
