@@ -140,3 +140,86 @@ def test_skip_reason_names_run_tests_line(tmp_path: Path) -> None:
     (tmp_path / "run-tests.py").write_text('x = 1\n        skip_tests.add("extmod/ssl_poll.py")\n')
     assert "run-tests.py line 2" in up._skip_reason(tmp_path, "extmod/ssl_poll.py")
     assert "printed SKIP" in up._skip_reason(tmp_path, "extmod/ssl_ioctl.py")
+
+
+# A fake run-tests.py: fails extmod/asyncio_b.py on its first run only, as a timing race would.
+_FAKE_RUN_TESTS = """
+import os, sys
+args = sys.argv[1:]
+rdir = args[args.index("-r") + 1]
+tests = [a for a in args if a.endswith(".py")]
+mark = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ran-once")
+first = not os.path.exists(mark)
+open(mark, "w").close()
+print("platform=mplab arch=armv7em")
+for t in tests:
+    if t == "extmod/asyncio_b.py" and first:
+        base = os.path.join(rdir, t.replace("/", "_"))
+        open(base + ".exp", "w").write("1\\n2\\n")
+        open(base + ".out", "w").write("2\\n1\\n")
+        print("FAIL ", t)
+    elif t == "extmod/ssl_c.py":
+        print("skip ", t)
+    else:
+        print("pass ", t)
+"""
+
+
+class _FakeLab:
+    name = "fake"
+
+
+class _FakeNode:
+    """What lab.upstream.run uses of a Node, with no lab behind it."""
+
+    name = "node1"
+    container_ip = "127.0.0.1"
+    console_port = 9
+    lab = _FakeLab()
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def eval(self, expr: str, timeout: float = 10.0) -> str:
+        return "9.9.9"
+
+    def exec(self, code: str, timeout: float = 10.0) -> str:
+        self.calls.append("exec")
+        return ""
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def bringup(self) -> None:
+        self.calls.append("bringup")
+
+    def wait_connected(self, timeout: float = 30.0) -> None:
+        self.calls.append("wait_connected")
+
+
+def test_run_retries_and_reports_flaky(tmp_path: Path) -> None:
+    if shutil.which("socat") is None:
+        pytest.skip("socat is not installed")
+    tdir = tmp_path / "firmware" / "build" / "src" / "micropython-9.9.9" / "tests"
+    (tdir / "extmod").mkdir(parents=True)
+    (tdir / "net_hosted").mkdir()
+    (tdir.parent / "tools").mkdir()
+    (tdir.parent / "tools" / "pyboard.py").write_text("")
+    (tdir / "run-tests.py").write_text(_FAKE_RUN_TESTS)
+    for t in ("extmod/asyncio_a.py", "extmod/asyncio_b.py", "extmod/ssl_c.py", "net_hosted/connect_x.py"):
+        (tdir / t).write_text("print(1)\n")
+    skips = [up.Skip("net_hosted/connect_x.py", "internet", "connects to a public host")]
+    node = _FakeNode()
+    res = up.run(node, skips=skips, out_dir=tmp_path / "out", root=tmp_path)  # type: ignore[arg-type]
+    st = {t: (o.status, o.flaky) for t, o in res.outcomes.items()}
+    assert st == {
+        "extmod/asyncio_a.py": ("pass", False),
+        "extmod/asyncio_b.py": ("pass", True),
+        "extmod/ssl_c.py": ("skip", False),
+        "net_hosted/connect_x.py": ("skip", False),
+    }
+    assert "+2\n 1\n-2\n" in res.outcomes["extmod/asyncio_b.py"].diff  # the first run's diff is kept
+    assert "needs the internet" in res.outcomes["net_hosted/connect_x.py"].reason
+    assert "flaky" in res.summary() and res.restore_error == ""
+    assert node.calls.index("close") < node.calls.index("bringup")  # console freed, then given back
+    assert (tmp_path / "out" / "results.json").is_file() and (tmp_path / "out" / "retry" / "run-tests.log").is_file()
