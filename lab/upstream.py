@@ -115,7 +115,8 @@ class Result:
             "returncode": self.returncode,
             "counts": {suite: dict(c) for suite, c in self.counts().items()},
             "outcomes": {
-                t: {"suite": o.suite, "status": o.status, "reason": o.reason} for t, o in sorted(self.outcomes.items())
+                t: {"suite": o.suite, "status": o.status, "flaky": o.flaky, "reason": o.reason, "diff": o.diff}
+                for t, o in sorted(self.outcomes.items())
             },
             "restore_error": self.restore_error,
         }
@@ -124,7 +125,7 @@ class Result:
         """suite -> Counter of statuses, in SUITES order."""
         out: dict[str, Counter[str]] = {s: Counter() for s in SUITES}
         for o in self.outcomes.values():
-            out[o.suite][o.status] += 1
+            out.setdefault(o.suite, Counter())[o.status] += 1
         return out
 
     def summary(self) -> str:
@@ -246,11 +247,17 @@ def failure_diff(out_dir: Path, test: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
-def install_unittest(node: Node) -> None:
-    """Copy the unittest stand-in onto the node (lab/guest_unittest.py says why)."""
+def install_unittest(node: Node) -> bool:
+    """Copy the unittest stand-in onto the node (lab/guest_unittest.py says why).
+
+    False (and nothing copied) if the node already has a unittest of its own there.
+    """
     from .cli.cp import put
 
+    if node.eval(f"{GUEST_UNITTEST[1:]!r} in __import__('os').listdir('/')", timeout=30.0):
+        return False
     put(node, (Path(__file__).parent / "guest_unittest.py").read_bytes(), GUEST_UNITTEST)
+    return True
 
 
 def remove_unittest(node: Node) -> None:
@@ -345,7 +352,7 @@ def run(
         if t in all_tests:
             res.outcomes[t] = Outcome(t, suite_of(t) or "?", "skip", f"skip file: {s.text}")
 
-    install_unittest(node)
+    ours = install_unittest(node)
     node.close()  # the chardev serves one client: run-tests.py's socat gets it
     say(f"upstream tests: MicroPython {version}, {len(to_run)} tests on {node.name} ({len(skipped)} in the skip file)")
     t0 = time.monotonic()
@@ -357,7 +364,7 @@ def run(
             _retry(res, node, failed, timeout, idle, say)
     finally:
         res.elapsed = time.monotonic() - t0
-        res.restore_error = _restore(node)
+        res.restore_error = _restore(node, ours)
     (out_dir / "summary.txt").write_text(res.summary() + "\n")
     (out_dir / "results.json").write_text(json.dumps(res.to_json(), indent=2) + "\n")
     say(res.summary())
@@ -397,12 +404,13 @@ def _retry(res: Result, node: Node, failed: list[str], timeout: float, idle: flo
             first.reason = f"failed on the retry too ({second.status})"
 
 
-def _restore(node: Node) -> str:
+def _restore(node: Node, remove_ours: bool) -> str:
     """Give the node back as the lab left it: console connected, network up. '' or what failed."""
     try:
         node.bringup()  # run-tests.py soft-reset the guest: `lan` is gone (the netif is not)
         node.wait_connected(60.0)
-        remove_unittest(node)
+        if remove_ours:
+            remove_unittest(node)
     except (LabError, ConsoleError) as e:
         return f"{node.lab.name}/{node.name}: not given back after run-tests.py: {str(e).splitlines()[0]}"
     return ""

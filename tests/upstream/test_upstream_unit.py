@@ -180,8 +180,8 @@ class _FakeNode:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def eval(self, expr: str, timeout: float = 10.0) -> str:
-        return "9.9.9"
+    def eval(self, expr: str, timeout: float = 10.0) -> object:
+        return False if "listdir" in expr else "9.9.9"
 
     def exec(self, code: str, timeout: float = 10.0) -> str:
         self.calls.append("exec")
