@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket lint conformance differential repro bench firmware-all clean
+	lab-logs test test-firmware test-lab test-socket upstream-tests lint conformance differential repro bench firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -66,7 +66,7 @@ lab-logs: venv ## console log of a node: make lab-logs NODE=node1
 	@test -n "$(NODE)" || { echo "usage: make lab-logs NODE=node1"; exit 2; }
 	@$(MPLAB) --lab $(LAB) logs $(NODE)
 
-test: setup firmware-all ## run the whole suite (firmware, lab, sockets, impairments, scenarios)
+test: setup firmware-all ## run the whole suite (firmware, lab, sockets, upstream's tests, impairments, scenarios)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-firmware: firmware venv ## only the firmware tests (netns + TAP, no Docker)
@@ -77,6 +77,9 @@ test-lab: setup ## only the lab tests
 
 test-socket: setup ## only the socket conformance suite
 	@$(PY) -m pytest tests/socket $(PYTEST_ARGS)
+
+upstream-tests: setup ## upstream MicroPython's asyncio/ssl/tls/select/socket/net_hosted tests on a lab node
+	@$(PY) -m pytest tests/upstream --mplab-nodes 1 $(PYTEST_ARGS)
 
 repro: setup firmware-all ## reproduce field bugs: make repro [SCENARIO=scenarios/x.yml] [FIRMWARE=1.25.0,1.26.1]
 	@if [ -n "$(SCENARIO)" ]; then $(MPLAB) repro $(SCENARIO) $(if $(FIRMWARE),--firmware $(FIRMWARE)); \
