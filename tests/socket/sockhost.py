@@ -25,11 +25,19 @@ def wait_for(cond: Callable[[], object], timeout: float, what: str, step: float 
         time.sleep(step)
 
 
+def family(ip: str) -> socket.AddressFamily:
+    """AF_INET6 for an IPv6 address (it has a colon), else AF_INET."""
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
 class Server:
-    """A TCP listener on the host that accepts in a thread and keeps the connections."""
+    """A TCP listener on the host that accepts in a thread and keeps the connections.
+
+    ``ip`` may be IPv6 (the host's lab address ``gateway6``); ``conn()`` then gives the
+    peer as CPython's 4-tuple (address, port, flowinfo, scope_id)."""
 
     def __init__(self, ip: str, port: int, backlog: int = 8, rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket()
+        self.sock = socket.socket(family(ip))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
