@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--mbedtls", required=True)
     parser.add_argument("--mbedtls-deb", required=True)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--obj-dir", type=Path, required=True, help="the build's object dir (genhdr/, frozen_content.c)")
+    parser.add_argument(
+        "--obj-dir", type=Path, required=True, help="the build's object dir (genhdr/, frozen_content.c)"
+    )
     parser.add_argument("--patch", action="append", default=[], help="an upstream patch applied (repeatable)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
