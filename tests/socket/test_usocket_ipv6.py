@@ -35,7 +35,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 
 from lab.capture import Capture
-from lab.inject import bridge_mac, send_on
+from lab.inject import bridge_mac
 from lab.snippet import run
 from lab.topology import slaac_address
 from lab.util import poll_until, wait_until
@@ -91,7 +91,8 @@ def wait_slaac(node: Any, expect: str, timeout: float = 30.0) -> dict[ipaddress.
         got.update(addr6(node))
         return got.get(a6(expect), (0,))[0] == PREFERRED
 
-    wait_until(ready, timeout, f"{node.name}'s SLAAC address {expect} (last ipconfig('addr6'): {got})", 0.5)
+    if not poll_until(ready, timeout, 0.5):
+        raise AssertionError(f"{node.name}: no preferred {expect} within {timeout:g} s; ipconfig('addr6'): {got}")
     return got
 
 
@@ -275,6 +276,7 @@ def test_ns_for_host(lab, rebooted, wire, addrs6, port):
     rebooted.fresh(host)
     hmac = bridge_mac(lab.bridge)
     with _host.server(host, port) as srv:
+        mark = wire.mark()  # the NS must belong to this connect, not to anything earlier
         r = run(nd, f"s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\ns.connect(({host!r}, {port}))", "1")
         assert r.ok, r
         _, peer = srv.conn()
@@ -287,6 +289,7 @@ def test_ns_for_host(lab, rebooted, wire, addrs6, port):
             (TCP, {"flags": "S", "src": me, "dst": host, "dport": port}),
         ],
         within=5.0,
+        since=mark,
     )
     _ns_checks(ns, nd.mac, me, host)
     _na_checks(na, hmac, host, me)
@@ -300,6 +303,7 @@ def test_ns_for_peer(rebooted, nodes, wire, addrs6, port):
     rebooted.fresh(a1)
     run(n1, f"L = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\nL.bind(('::', {port}))\nL.listen(1)")
     try:
+        mark = wire.mark()
         r = run(n2, f"s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\ns.connect(({a1!r}, {port}))", "1")
         acc = run(n1, "L.settimeout(5)\nc, a = L.accept()\nc.close()", "a")
         run(n2, "s.close()")
@@ -314,6 +318,7 @@ def test_ns_for_peer(rebooted, nodes, wire, addrs6, port):
             (TCP, {"flags": "S", "src": a2, "dst": a1, "dport": port}),
         ],
         within=5.0,
+        since=mark,
     )
     _ns_checks(ns, n2.mac, a2, a1)
     _na_checks(na, n1.mac, a1, a2)
@@ -368,7 +373,9 @@ def test_tcp6_guest_to_host(node, wire, addrs6, port):
     me, host = addrs6.node(node.name), addrs6.host
     with _host.server(host, port) as srv:
         r = run(
-            node, f"s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\ns.connect(({host!r}, {port}))\ns.send(b'v6-from-guest')"
+            node,
+            f"s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\ns.connect(({host!r}, {port}))\n"
+            "s.send(b'v6-from-guest')",
         )
         assert r.ok, r
         conn, peer = srv.conn()
@@ -402,7 +409,9 @@ def test_tcp6_host_to_guest(node, wire, addrs6, port):
         c.bind((host, 0))
         c.connect((me, port))
         c.sendall(b"v6-host-first")
-        r = run(node, "L.settimeout(5)\nc, a = L.accept()\nd = c.recv(100)\nc.send(b'v6-guest-reply')\nc.close()", "(a, d)")
+        r = run(
+            node, "L.settimeout(5)\nc, a = L.accept()\nd = c.recv(100)\nc.send(b'v6-guest-reply')\nc.close()", "(a, d)"
+        )
         reply = _host.recv_until_eof(c)
         hport = c.getsockname()[1]
     finally:
@@ -489,7 +498,9 @@ def test_getaddrinfo_aaaa(lab, node, wire, addrs, addrs6, name, port):
     fam, typ, proto, canon, (addr, aport) = r.value[0]
     assert (fam, typ, proto, canon, aport) == (AF_INET6, 1, 0, "", port), r
     assert a6(addr) == a6(want), f"{name}: guest got {addr}, the lab says {want}"
-    q = wire.expect(DNS, src=node.ip, dst=addrs.services, qr=0, where=lambda p: p[DNS].qd[0].qname.decode() == name + ".")
+    q = wire.expect(
+        DNS, src=node.ip, dst=addrs.services, qr=0, where=lambda p: p[DNS].qd[0].qname.decode() == name + "."
+    )
     assert q[UDP].dport == 53
     assert q[DNS].qd[0].qtype == 28, f"asked qtype {q[DNS].qd[0].qtype}, not AAAA (28)"
     a = wire.expect(DNS, src=addrs.services, dst=node.ip, qr=1, id=q[DNS].id)
@@ -520,7 +531,11 @@ def test_two_nodes_tcp6_by_name(lab, nodes, wire, addrs, addrs6, port):
             "ai",
         )
         assert c.ok, c
-        s = run(n1, "L.settimeout(5)\nc, a = L.accept()\nc.settimeout(5)\nd = c.recv(100)\nc.send(b'hi node2')\nc.close()", "(a, d)")
+        s = run(
+            n1,
+            "L.settimeout(5)\nc, a = L.accept()\nc.settimeout(5)\nd = c.recv(100)\nc.send(b'hi node2')\nc.close()",
+            "(a, d)",
+        )
         e = run(n2, "s.settimeout(5)\nd = s.recv(100)\ns.close()", "d")
     finally:
         run(n1, "L.close()")
