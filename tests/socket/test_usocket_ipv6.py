@@ -592,9 +592,9 @@ def test_udp6_sendto_unbound(node, wire, addrs6, port):
 @pytest.mark.check("connect", "AF_INET6 UDP socket: connect() to an IPv6 address, then send()")
 @pytest.mark.xfail(
     strict=True,
-    reason="as sendto unbound: the UDP pcb is IPv4 until bound, and udp_connect() refuses an IPv6 "
-    "address (ERR_VAL -> EINVAL). CPython/Linux connect. No micropython report found (searched: "
-    "modlwip UDP connect IPv6 EINVAL)",
+    reason="as sendto unbound: the UDP pcb stays IPv4 (connect() returns, but it bound the pcb to "
+    "0.0.0.0), so send() to the IPv6 peer fails in udp_sendto() (ERR_VAL -> EINVAL). "
+    "CPython/Linux send. No micropython report found (searched: modlwip UDP connect IPv6 EINVAL)",
 )
 def test_udp6_connect(node, wire, addrs6, port):
     h = _udp6(addrs6.host, port)
@@ -609,6 +609,27 @@ def test_udp6_connect(node, wire, addrs6, port):
         assert h.recvfrom(100)[0] == b"conn6"
     finally:
         h.close()
+
+
+@pytest.mark.check("connect", "AF_INET6 address as CPython's 4-tuple (addr, port, flowinfo, scope_id)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="modlwip parses every address as exactly (host, port) (lwip_parse_inet_addr: "
+    "mp_obj_get_array_fixed_n(addr, 2)), so connect/bind/sendto with (addr, port, 0, 0) raise "
+    "ValueError 'requested length 2 but object has length 4'; CPython takes both forms for "
+    "AF_INET6. Upstream: https://github.com/micropython/micropython/issues/5889 (esp32, 1.12, "
+    "closed when IPv6 was unsupported)",
+)
+def test_tcp6_connect_four_tuple(node, wire, addrs6, port):
+    with _host.server(addrs6.host, port) as srv:
+        r = run(
+            node,
+            f"s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n"
+            f"try:\n    s.connect(({addrs6.host!r}, {port}, 0, 0))\nfinally:\n    s.close()",
+        )
+        assert r.ok, r
+        srv.conn()
+    wire.expect(TCP, flags="S", src=addrs6.node(node.name), dst=addrs6.host, dport=port)
 
 
 @pytest.mark.check("bind", "AF_INET UDP bound to ('', port) receives IPv4 datagrams (dual-stack firmware)")
