@@ -1,5 +1,6 @@
 """Helpers over plain scapy packets (what a ``Capture`` holds, or a pcap read back): matching,
 TCP flags, stream reassembly, segment/option inspection, checksums, timing, DHCP and DNS fields.
+IPv4 and IPv6 alike: addresses compare as scapy prints them (IPv6 compressed, lower case).
 
 ``Wire`` (lab/capture.py) is built on these; tests and scenarios use them directly on
 ``wire.packets()``::
@@ -18,9 +19,19 @@ from typing import Any
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dns import DNS
 from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, in6_chksum
 from scapy.packet import Packet
 
 FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80}
+
+
+def l3(p: Packet) -> Packet | None:
+    """The packet's IP or IPv6 layer (None for neither)."""
+    if IP in p:
+        return p[IP]
+    if IPv6 in p:
+        return p[IPv6]
+    return None
 
 
 def flags_of(p: Packet) -> str:
@@ -44,9 +55,10 @@ def tcp_packets(
     """TCP packets matching the given endpoints, in capture order."""
     out = []
     for p in pkts:
-        if IP not in p or TCP not in p:
+        ip = l3(p)
+        if ip is None or TCP not in p:
             continue
-        ip, t = p[IP], p[TCP]
+        t = p[TCP]
         if src is not None and ip.src != src:
             continue
         if dst is not None and ip.dst != dst:
@@ -63,21 +75,24 @@ def conversation(pkts: Iterable[Packet], a: tuple[str, int], b: tuple[str, int])
     """Both directions of one TCP connection a<->b, in capture order."""
     out = []
     for p in pkts:
-        if IP not in p or TCP not in p:
+        ip = l3(p)
+        if ip is None or TCP not in p:
             continue
-        s = (p[IP].src, p[TCP].sport)
-        d = (p[IP].dst, p[TCP].dport)
+        s = (ip.src, p[TCP].sport)
+        d = (ip.dst, p[TCP].dport)
         if (s, d) in ((a, b), (b, a)):
             out.append(p)
     return out
 
 
 def payload_of(p: Packet) -> bytes:
-    """TCP payload, without Ethernet padding (trimmed to the IP total length)."""
+    """TCP payload, without Ethernet padding (trimmed to the IP total / IPv6 payload length)."""
+    doff = p[TCP].dataofs * 4
+    if IP not in p and IPv6 in p:  # no extension headers on TCP segments here
+        return bytes(p[IPv6])[40 + doff : 40 + p[IPv6].plen]
     ip = p[IP]
     hl = ip.ihl * 4
     tl = ip.len
-    doff = p[TCP].dataofs * 4
     raw = bytes(ip)[hl + doff : tl]
     return raw
 
@@ -147,7 +162,18 @@ def times_of(pkts: Iterable[Packet]) -> list[float]:
 
 
 def checksum_ok(p: Packet) -> bool:
-    """True when the IP header and L4 (UDP/TCP/ICMP) checksums of ``p`` are valid."""
+    """True when the IP header and L4 (UDP/TCP/ICMP) checksums of ``p`` are valid.
+
+    IPv6 (no header checksum): the upper-layer checksum (UDP, TCP, ICMPv6) over the pseudo
+    header; a UDP checksum of 0 is invalid there (RFC 8200 8.1).
+    """
+    if IP not in p and IPv6 in p:
+        ip6 = IPv6(bytes(p[IPv6])[: 40 + p[IPv6].plen])
+        if ip6.nh not in (6, 17, 58):
+            return False
+        if ip6.nh == 17 and ip6[UDP].chksum == 0:
+            return False
+        return in6_chksum(ip6.nh, ip6.payload, bytes(ip6.payload)) == 0
     ip = p[IP]
     raw = bytes(ip)[: ip.len]
     fresh = IP(raw)
@@ -192,8 +218,9 @@ def summary(pkts: Iterable[Packet], limit: int = 40) -> str:
     t0 = float(pk[0].time)
     lines = []
     for p in pk[:limit]:
-        if TCP in p:
-            d = f"{p[IP].src}:{p[TCP].sport} > {p[IP].dst}:{p[TCP].dport} [{flags_of(p)}] "
+        ip = l3(p)
+        if TCP in p and ip is not None:
+            d = f"{ip.src}:{p[TCP].sport} > {ip.dst}:{p[TCP].dport} [{flags_of(p)}] "
             d += f"seq={p[TCP].seq} ack={p[TCP].ack} win={p[TCP].window} len={len(payload_of(p))}"
         else:
             d = p.summary()

@@ -103,12 +103,18 @@ def connect_from(src_ip: str, dst: tuple[str, int], timeout: float = 10.0) -> so
 Handler = Callable[[socket.socket, tuple[str, int], "TcpServer"], None]
 
 
+def family(ip: str) -> socket.AddressFamily:
+    """AF_INET6 for an IPv6 address (it has a colon), else AF_INET."""
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
 class TcpServer:
     """A TCP listener on the host that accepts in a thread and keeps the connections.
 
     With ``handler``, each accepted connection is also served by ``handler(conn, addr,
     server)`` in a thread of its own (see :func:`tcp_behaviour`); ``server.stopping`` tells
-    it to finish and ``server.note(msg)`` adds to ``server.log``.
+    it to finish and ``server.note(msg)`` adds to ``server.log``. ``ip`` may be IPv6 (the
+    host's lab address ``gateway6``); ``conn()`` then gives the peer as CPython's 4-tuple.
     """
 
     def __init__(
@@ -119,7 +125,7 @@ class TcpServer:
         rcvbuf: int | None = None,
         handler: Handler | None = None,
     ) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(family(ip), socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -281,7 +287,7 @@ class UdpPeer:
     """A UDP socket bound on (ip, port); with ``record``, a thread logs every datagram."""
 
     def __init__(self, ip: str, port: int = 0, timeout: float = 10.0, record: bool = False) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = socket.socket(family(ip), socket.SOCK_DGRAM)
         try:
             self.sock.bind((ip, port))
         except OSError:

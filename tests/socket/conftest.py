@@ -7,7 +7,8 @@ file adds what only this suite needs:
   report (lab/conformance.py, `mplab conformance`);
 * ``port``: a fresh port per test (tests never share a port, so TIME_WAIT and stale
   listeners of one test cannot leak into another);
-* ``addrs``: the lab addresses the tests may use (host, services, an address nobody holds).
+* ``addrs``: the lab addresses the tests may use (host, services, an address nobody holds);
+* ``addrs6``: the same for IPv6 (the lab's ULA /64), once the host's address is usable.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import itertools
 import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +102,39 @@ def addrs(lab: Any) -> Addrs:
     # below the node IPAM range (.64/26) and the guest DHCP pool (.128-.254): nobody holds it
     silent = str(net.network_address + 37)
     return Addrs(host, services, silent, str(net.broadcast_address), net)
+
+
+@dataclass(frozen=True)
+class Addrs6:
+    host: str  # the host's IPv6 address on the lab bridge (topology.gateway6)
+    services: str  # the services container's fixed IPv6 address
+    network: ipaddress.IPv6Network  # the lab's ULA /64 (router advertisements from dnsmasq)
+    lab: Any
+
+    def node(self, name: str) -> str:
+        """``name``'s SLAAC address (from its MAC), as scapy prints it (compressed, lower case)."""
+        return str(self.lab.topology.ip6(name))
+
+
+def _bindable(ip: str) -> bool:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        s.bind((ip, 0))
+        return True
+    except OSError:  # EADDRNOTAVAIL while Linux's DAD still holds the address "tentative"
+        return False
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def addrs6(lab: Any) -> Addrs6:
+    """The lab's IPv6 addresses. Docker puts gateway6 on the bridge when the lab network is
+    made, and Linux runs DAD on it first (about 1 s "tentative", bind() fails with
+    EADDRNOTAVAIL): wait until the host can bind it."""
+    from lab.util import wait_until
+
+    topo = lab.topology
+    host = str(topo.gateway6)
+    wait_until(lambda: _bindable(host), 30.0, f"the host's IPv6 address {host} on {lab.bridge} (DAD)")
+    return Addrs6(host, str(topo.services_ip6), topo.subnet6, lab)
