@@ -70,8 +70,9 @@ def test_blocking_until_data(node, wire, addrs, port, call):
     delay = 1.5
     with _host.server(addrs.host, port) as srv:
         conn = _connected(node, addrs.host, port, srv)
-        threading.Timer(delay, lambda: conn.send(b"late")).start()
+        # t0 before the timer starts: the host's clock must not start after the send's.
         t0 = time.monotonic()
+        threading.Timer(delay, lambda: conn.send(b"late")).start()
         r = run(node, f"s.settimeout(0.1)\ns.{call}\nd = s.recv(10)\ns.close()", "d", timeout=delay + 10)
         host_elapsed = time.monotonic() - t0
     assert r.ok and r.value == b"late", r
