@@ -36,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from . import guestfs
 from .console import ConsoleError
 from .errors import ConfigError, LabError
 from .lab import Node
@@ -252,11 +253,9 @@ def install_unittest(node: Node) -> bool:
 
     False (and nothing copied) if the node already has a unittest of its own there.
     """
-    from .cli.cp import put
-
     if node.eval(f"{GUEST_UNITTEST[1:]!r} in __import__('os').listdir('/')", timeout=30.0):
         return False
-    put(node, (Path(__file__).parent / "guest_unittest.py").read_bytes(), GUEST_UNITTEST)
+    guestfs.put(node, (Path(__file__).parent / "guest_unittest.py").read_bytes(), GUEST_UNITTEST)
     return True
 
 
