@@ -77,6 +77,7 @@ def _host_tls_server(ip: str, leaf: Leaf, n: int, timeout: float = 120.0) -> tup
                 conn.settimeout(timeout)
                 with ctx.wrap_socket(conn, server_side=True) as t:
                     t.sendall(t.recv(1))
+                    t.recv(1)  # hold the session until the guest closes it
             except (OSError, ssl.SSLError) as e:
                 _log(f"host tls server: {e!r}")
                 return
@@ -251,12 +252,49 @@ def heap_after_import(node: Node) -> dict[str, int]:
     """gc.mem_free() right after a hard reset + network bring-up, then after ``import asyncio, ssl``."""
     node.reset(bringup=True, timeout=60)
     out = node.exec(
-        "import gc\ngc.collect()\n_a = gc.mem_free()\nimport asyncio, ssl\ngc.collect()\n"
-        "print(repr((_a, gc.mem_free(), gc.mem_alloc())))",
+        "import gc\ngc.collect()\n_a = gc.mem_free()\nimport asyncio, ssl\ngc.collect()\n_b = gc.mem_free()\n"
+        # asyncio loads its submodules on first use; an SSLContext sets up mbedTLS's config
+        "_u = (asyncio.start_server, asyncio.open_connection, asyncio.Event, asyncio.wait_for, asyncio.gather, "
+        "ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))\ngc.collect()\n"
+        "print(repr((_a, _b, gc.mem_free(), gc.mem_alloc())))",
         timeout=30,
     )
-    before, after, alloc = _last_literal(out)  # type: ignore[misc]
-    return {"before": before, "after": after, "heap_total": after + alloc}
+    before, after, used, alloc = _last_literal(out)  # type: ignore[misc]
+    return {"before": before, "after": after, "after_first_use": used, "heap_total": used + alloc}
+
+
+_TWO_SESSIONS = """\
+import gc, ssl, socket
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(cadata=open('/ca.pem', 'rb').read())
+_ts = []
+for _p in {ports}:
+    s = socket.socket()
+    s.connect(socket.getaddrinfo('host.lab', _p)[0][-1])
+    t = ctx.wrap_socket(s, server_hostname='host.lab')
+    t.write(b'x')
+    t.read(1)
+    _ts.append(t)
+gc.collect()
+_open = gc.mem_free()
+for t in _ts:
+    t.close()
+_ts = None
+gc.collect()
+print(repr((_open, gc.mem_free())))
+"""
+
+
+def heap_two_tls(node: Node, host_ip: str, leaf: Leaf) -> tuple[int, int]:
+    """(gc.mem_free() with two verified TLS sessions open, after closing them), bytes."""
+    servers = [_host_tls_server(host_ip, leaf, 1) for _ in range(2)]
+    try:
+        out = node.exec(_TWO_SESSIONS.format(ports=[ls.getsockname()[1] for ls, _ in servers]), timeout=120)
+    finally:
+        for ls, th in servers:
+            th.join(60)
+            ls.close()
+    return _last_literal(out)  # type: ignore[return-value]
 
 
 # ---- idle CPU ------------------------------------------------------------------------------
@@ -309,6 +347,7 @@ def _tls_figures(lab: Lab, n1: Node, n2: Node, tmp: Path, repeat: int, log: Log)
         host_leaf, node_leaf = ca.issue("host.lab", key=key), ca.issue("node1.lab", key=key)
         _push_pki(n1, n2, ca, node_leaf)
         gh, cipher_h = tls_guest_host(n2, lab.host_ip, host_leaf, repeat)
+        two = [heap_two_tls(n2, lab.host_ip, host_leaf) for _ in range(min(repeat, 3))]
         gg, cipher_g = tls_guest_guest(n1, n2, 33000 + len(figs), repeat)
         log(f"tls {key}: guest->host {statistics.median(gh):.0f} ms, guest->guest {statistics.median(gg):.0f} ms")
         common = (
@@ -322,6 +361,16 @@ def _tls_figures(lab: Lab, n1: Node, n2: Node, tmp: Path, repeat: int, log: Log)
                 gh,
                 note=f"node2 -> CPython ssl server on the host's bridge address; {common}",
                 params={"cipher": cipher_h, "server": "host (CPython ssl, OpenSSL)"},
+            ),
+            Figure(
+                f"heap_free_two_tls_sessions_{key}",
+                "KiB",
+                [o / 1024 for o, _ in two],
+                note=f"gc.collect(); gc.mem_free() on node2 with two verified TLS sessions ({label}) to the host open",
+                params={
+                    "after_close_kib": [c / 1024 for _, c in two],
+                    "per_session_kib": [(c - o) / 2048 for o, c in two],
+                },
             ),
             Figure(
                 f"tls_handshake_guest_guest_{key}",
@@ -393,10 +442,12 @@ def run(
                 "KiB",
                 [h["after"] / 1024 for h in heaps],
                 note="gc.collect(); gc.mem_free() after a hard reset (QMP system_reset) + network bring-up and "
-                "`import asyncio, ssl` (both frozen)",
+                "`import asyncio, ssl` (both frozen); after_first_use: once start_server, open_connection, Event, "
+                "wait_for, gather are looked up (asyncio imports stream/event/funcs lazily) and an SSLContext exists",
                 params={
                     "before_import_kib": [h["before"] / 1024 for h in heaps],
                     "import_cost_kib": [(h["before"] - h["after"]) / 1024 for h in heaps],
+                    "after_first_use_kib": [h["after_first_use"] / 1024 for h in heaps],
                     "heap_total_kib": heaps[-1]["heap_total"] / 1024,
                 },
             )

@@ -147,7 +147,7 @@ def test_asyncio_echo_between_guests(nodes, wire, port):
     assert not [p for p in conv if _w.has_flags(p, "R")], "a reset instead of an orderly close"
 
 
-@pytest.mark.parametrize("key", ["ec"])
+@pytest.mark.parametrize("key", ["ec", "rsa"], ids=["p256", "rsa2048"])
 def test_asyncio_tls_echo_between_guests(nodes, wire, port, pki, push, key):
     """node1 serves TLS with its own key and certificate (pushed as files), node2 verifies it
     against the lab CA: the echo works, cipher() matches the ServerHello, getpeercert(True)
