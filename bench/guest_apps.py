@@ -341,9 +341,9 @@ def _push_pki(n1: Node, n2: Node, ca: CA, leaf: Leaf) -> None:
 
 
 def _tls_figures(lab: Lab, n1: Node, n2: Node, tmp: Path, repeat: int, log: Log) -> list[Figure]:
-    ca = CA.make(tmp / "ca", "mplab bench CA")
     figs: list[Figure] = []
     for key, label in KEYS.items():
+        ca = CA.make(tmp / f"ca-{key}", f"mplab bench CA {key}", key=key)  # the whole chain of one kind
         host_leaf, node_leaf = ca.issue("host.lab", key=key), ca.issue("node1.lab", key=key)
         _push_pki(n1, n2, ca, node_leaf)
         gh, cipher_h = tls_guest_host(n2, lab.host_ip, host_leaf, repeat)
@@ -351,7 +351,7 @@ def _tls_figures(lab: Lab, n1: Node, n2: Node, tmp: Path, repeat: int, log: Log)
         gg, cipher_g = tls_guest_guest(n1, n2, 33000 + len(figs), repeat)
         log(f"tls {key}: guest->host {statistics.median(gh):.0f} ms, guest->guest {statistics.median(gg):.0f} ms")
         common = (
-            f"{label} server certificate signed by a run-time CA, verified by the client (CERT_REQUIRED, "
+            f"{label} server certificate signed by a run-time {label} CA, verified by the client (CERT_REQUIRED, "
             "server_hostname checked); guest-timed ticks_us around wrap_socket (TCP already connected)"
         )
         figs += [
