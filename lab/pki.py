@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)
+
 # openssl genpkey arguments per key kind: the two the issue asks for (ECDSA P-256, RSA-2048)
 KEYS = {
     "ec": ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
@@ -81,16 +83,25 @@ class CA(Leaf):
         _sign(ca, csr, cert_path, ext, selfsign=True)
         return ca
 
-    def issue(self, cn: str, key: str = "ec", san: list[str] | None = None) -> Leaf:
-        """A leaf for ``cn`` (also its DNS SAN, with ``san`` added), valid from an hour ago."""
-        stem = f"{cn}-{key}".replace(" ", "_")
+    def issue(
+        self,
+        cn: str,
+        key: str = "ec",
+        san: list[str] | None = None,
+        valid: tuple[dt.timedelta, dt.timedelta] = (-HOUR, 2 * DAY),
+        tag: str = "",
+    ) -> Leaf:
+        """A leaf for ``cn`` (also its DNS SAN, with ``san`` added), valid from ``valid[0]`` to
+        ``valid[1]`` relative to now (default: an hour ago to two days on); ``tag`` keeps the files
+        of several leaves for one name apart."""
+        stem = f"{cn}-{key}{tag}".replace(" ", "_")
         key_path, csr, cert_path = (self.dir / f"{stem}{ext}" for ext in (".key", ".csr", ".pem"))
         _genkey(key_path, key)
         _openssl("req", "-new", "-key", str(key_path), "-out", str(csr), "-subj", f"/CN={cn}", cwd=self.dir)
         ext = self.dir / f"{stem}.ext"
         names = ",".join(f"DNS:{n}" for n in [cn, *(san or [])])
         ext.write_text(f"subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
-        _sign(self, csr, cert_path, ext)
+        _sign(self, csr, cert_path, ext, valid=valid)
         return Leaf(cn, key_path, cert_path)
 
 
@@ -100,7 +111,14 @@ def _genkey(path: Path, kind: str) -> None:
     _openssl("genpkey", *KEYS[kind], "-out", str(path), cwd=path.parent)
 
 
-def _sign(ca: CA, csr: Path, out: Path, ext: Path, selfsign: bool = False) -> None:
+def _sign(
+    ca: CA,
+    csr: Path,
+    out: Path,
+    ext: Path,
+    selfsign: bool = False,
+    valid: tuple[dt.timedelta, dt.timedelta] | None = None,
+) -> None:
     """Sign with ``openssl ca``: before OpenSSL 3.4 it is the only command that takes a start date."""
     db = ca.dir / "ca-db"
     db.mkdir(exist_ok=True)
@@ -112,10 +130,11 @@ def _sign(ca: CA, csr: Path, out: Path, ext: Path, selfsign: bool = False) -> No
         "policy=any\nunique_subject=no\ncopy_extensions=none\n[any]\ncommonName=supplied\n"
     )
     now = dt.datetime.now(dt.UTC)
+    start, end = valid or (-HOUR, 2 * DAY)
     fmt = "%Y%m%d%H%M%SZ"
     _openssl(
         "ca", "-batch", "-config", str(cfg), "-cert", str(ca.cert_path), "-keyfile", str(ca.key_path),
         "-in", str(csr), "-out", str(out), "-notext", "-extfile", str(ext),
-        "-startdate", (now - dt.timedelta(hours=1)).strftime(fmt),
-        "-enddate", (now + dt.timedelta(days=2)).strftime(fmt), *(["-selfsign"] if selfsign else []), cwd=ca.dir,
+        "-startdate", (now + start).strftime(fmt),
+        "-enddate", (now + end).strftime(fmt), *(["-selfsign"] if selfsign else []), cwd=ca.dir,
     )  # fmt: skip

@@ -3,7 +3,8 @@
 The lab plugin gives ``lab``, ``node``/``nodes``, ``wire`` and ``host_peer``. This file adds:
 
 * ``pki``: a CA made at session start with the openssl CLI (lab/pki.py), a second CA the
-  guests do not trust, and leaf certificates for the host and node1 (ECDSA P-256, RSA-2048);
+  guests do not trust, and leaf certificates for the host and node1 (ECDSA P-256, RSA-2048),
+  plus an expired and a not-yet-valid one for the host (the guest's clock is the host's);
 * ``port``: guest/host ports no other test of this run uses;
 * ``push``: copy bytes onto a node's filesystem with the lab's file copy (``mplab cp``).
 """
@@ -21,7 +22,7 @@ import pytest
 
 from lab import Node
 from lab.cli.cp import put
-from lab.pki import CA, Leaf
+from lab.pki import CA, DAY, Leaf
 
 # the socket suite's wire helpers (TCP reassembly) are plain functions over scapy packets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "socket"))
@@ -37,6 +38,8 @@ class Pki:
     untrusted: CA  # the guests are never given it
     host: dict[str, Leaf]  # key kind -> leaf for host.lab
     node1: dict[str, Leaf]  # key kind -> leaf for node1.lab
+    expired: Leaf  # host.lab, valid until two days ago
+    not_yet_valid: Leaf  # host.lab, valid from two days on
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +49,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     untrusted = CA.make(d / "untrusted", "untrusted CA")
     kinds = ("ec", "rsa")
     return Pki(
-        ca, untrusted, {k: ca.issue("host.lab", key=k) for k in kinds}, {k: ca.issue("node1.lab", key=k) for k in kinds}
+        ca,
+        untrusted,
+        {k: ca.issue("host.lab", key=k) for k in kinds},
+        {k: ca.issue("node1.lab", key=k) for k in kinds},
+        ca.issue("host.lab", valid=(-3 * DAY, -2 * DAY), tag="-expired"),
+        ca.issue("host.lab", valid=(2 * DAY, 3 * DAY), tag="-future"),
     )
 
 

@@ -27,6 +27,7 @@ import ssl
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.load_verify_locations(cadata=open('/ca.pem', 'rb').read())
 ctx.verify_mode = ssl.CERT_REQUIRED
+{extra}
 s = socket.socket()
 s.connect(socket.getaddrinfo('host.lab', {port})[0][-1])
 try:
@@ -42,8 +43,8 @@ finally:
 """
 
 
-def _guest_client(node, port: int, name: str) -> Result:
-    body = _CLIENT.format(port=port, name=name, payload=PAYLOAD, n=len(PAYLOAD))
+def _guest_client(node, port: int, name: str, extra: str = "") -> Result:
+    body = _CLIENT.format(port=port, name=name, payload=PAYLOAD, n=len(PAYLOAD), extra=extra)
     return run(node, body, "info", timeout=HANDSHAKE_TIMEOUT)
 
 
@@ -103,16 +104,20 @@ def test_handshake_with_host(node, wire, lab, pki, push, key, ciphers):
     [
         ("wrong-hostname", "wrong.lab", "The certificate Common Name (CN) does not match with the expected CN", 42),
         ("untrusted-ca", "host.lab", "The certificate is not correctly signed by the trusted CA", 48),
+        ("expired", "host.lab", "The certificate validity has expired", 45),
+        ("not-yet-valid", "host.lab", "The certificate validity starts in the future", 46),
     ],
-    ids=["wrong-hostname", "untrusted-ca"],
+    ids=["wrong-hostname", "untrusted-ca", "expired", "not-yet-valid"],
 )
 def test_verification_failure(node, wire, lab, pki, push, case, name, expect_text, alert):
     """A certificate the guest must reject: ValueError naming the reason, and on the wire the
-    guest's fatal alert (bad_certificate for the name, unknown_ca for the CA), before any key
-    exchange and with no application data."""
+    guest's fatal alert (bad_certificate for the name, unknown_ca for the CA, certificate_expired
+    / certificate_unknown for the dates, which the guest checks against its wall clock), before
+    any key exchange and with no application data."""
     ca = pki.untrusted if case == "untrusted-ca" else pki.ca
+    leaf = {"expired": pki.expired, "not-yet-valid": pki.not_yet_valid}.get(case, pki.host["ec"])
     push(node, ca.cert_pem, "/ca.pem")
-    with TlsServer(lab.host_ip, pki.host["ec"], timeout=HANDSHAKE_TIMEOUT) as srv:
+    with TlsServer(lab.host_ip, leaf, timeout=HANDSHAKE_TIMEOUT) as srv:
         r = _guest_client(node, srv.port, name)
     assert r.kind == "exc", r
     assert r.value.startswith("ValueError:"), r
@@ -123,3 +128,15 @@ def test_verification_failure(node, wire, lab, pki, push, case, name, expect_tex
     assert tw.client_hello(sent.message(tw.CLIENT_HELLO) or b"").sni == name
     assert (2, alert) in sent.alerts, f"guest alerts {sent.alerts}, want fatal {tw.ALERTS[alert]}"
     assert sent.count(tw.CHANGE_CIPHER_SPEC) == 0 and sent.count(tw.APPLICATION_DATA) == 0, sent.records
+
+
+def test_check_hostname_off(node, wire, lab, pki, push):
+    """check_hostname = False: the chain is still verified but not the name, so a name the
+    certificate does not carry is accepted; the SNI still says what the guest asked for."""
+    push(node, pki.ca.cert_pem, "/ca.pem")
+    with TlsServer(lab.host_ip, pki.host["ec"], timeout=HANDSHAKE_TIMEOUT) as srv:
+        r = _guest_client(node, srv.port, "wrong.lab", extra="ctx.check_hostname = False")
+    assert r.ok, r
+    assert r.value[2] == PAYLOAD, r
+    sent, _answer = _flights(wire, node, lab.host_ip, srv.port)
+    assert tw.client_hello(sent.message(tw.CLIENT_HELLO) or b"").sni == "wrong.lab"

@@ -19,8 +19,9 @@ from scapy.packet import Packet
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA = 20, 21, 22, 23
 CLIENT_HELLO, SERVER_HELLO, CERTIFICATE = 1, 2, 11
 EXT_SERVER_NAME = 0
-ALERTS = {0: "close_notify", 40: "handshake_failure", 42: "bad_certificate", 46: "certificate_unknown",
-          48: "unknown_ca", 50: "decode_error", 51: "decrypt_error", 80: "internal_error"}  # fmt: skip
+ALERTS = {0: "close_notify", 40: "handshake_failure", 42: "bad_certificate", 45: "certificate_expired",
+          46: "certificate_unknown", 48: "unknown_ca", 50: "decode_error", 51: "decrypt_error",
+          80: "internal_error"}  # fmt: skip
 
 # IANA cipher suite names for the codes a TLS 1.2 mbedTLS client offers. mbedTLS names a
 # suite as IANA does with '-' for '_' ("TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384").
