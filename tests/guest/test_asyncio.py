@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures as cf
+import socket
+import ssl
 
 import pytest
 import sockwire as _w
@@ -49,7 +51,8 @@ async def echo(r, w):
         log.append((w.get_extra_info('peername')[0], line, blob == {blob}, bye))
     except Exception as e:
         log.append(repr(e))
-    done.set()
+    if len(log) >= {clients}:
+        done.set()
 sctx = None
 if {tls}:
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -98,19 +101,68 @@ print(repr(asyncio.run(asyncio.wait_for(client(), {timeout}))))
 """
 
 
-def _echo(nodes, port: int, tls: bool) -> tuple[list, tuple]:
-    """Run the echo: (node1's log, node2's result), both literal_eval'ed from the REPLs."""
+class _HostTlsClient:
+    """The host's half of the two-client test: handshake and first echo in ``open()``, the rest
+    in ``finish()``, so its session stays open on node1 while node2's runs."""
+
+    def __init__(self, ca_path, ip: str, port: int) -> None:
+        self.ctx = ssl.create_default_context(cafile=str(ca_path))
+        self.addr = (ip, port)
+        self.got: list[bytes] = []
+        self.t: ssl.SSLSocket | None = None
+
+    def _readexactly(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.t.recv(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def open(self) -> None:
+        raw = socket.create_connection(self.addr, timeout=LOOP_TIMEOUT)
+        self.t = self.ctx.wrap_socket(raw, server_hostname="node1.lab")
+        self.t.sendall(LINE)
+        self.got.append(self._readexactly(len(LINE)))
+
+    def finish(self) -> None:
+        self.t.sendall(_expected_blob())
+        self.got.append(self._readexactly(N))
+        self.t.sendall(BYE)
+        self.got.append(self._readexactly(len(BYE)))
+        self.got.append(self.t.recv(100))  # EOF: node1 closes first
+        self.close()
+
+    def close(self) -> None:
+        """Idempotent; after a failure it lets node1's handler see EOF instead of waiting out its timeout."""
+        if self.t is not None:
+            self.t.close()
+            self.t = None
+
+
+def _echo(nodes, port: int, tls: bool, second: _HostTlsClient | None = None) -> tuple[list, tuple]:
+    """Run the echo: (node1's log, node2's result), both literal_eval'ed from the REPLs.
+    With ``second``, node1 serves two clients: ``second`` opens its session first and
+    finishes it after node2's client is done, so the two sessions overlap."""
     n1, n2 = nodes[:2]
     blob = _BLOB.format(n=N)
-    n1.exec(_SERVER.format(n=N, blob=blob, tls=tls, port=port), timeout=30)
+    clients = 2 if second else 1
+    n1.exec(_SERVER.format(n=N, blob=blob, tls=tls, port=port, clients=clients), timeout=30)
     with cf.ThreadPoolExecutor(1) as pool:
         served = pool.submit(n1.exec, _SERVE.format(timeout=LOOP_TIMEOUT), LOOP_TIMEOUT + 30)
         try:
+            if second:
+                second.open()
             out = n2.exec(
                 _CLIENT.format(tls=tls, port=port, line=LINE, blob=blob, n=N, bye=BYE, timeout=LOOP_TIMEOUT),
                 timeout=LOOP_TIMEOUT + 30,
             )
+            if second:
+                second.finish()
         finally:
+            if second:
+                second.close()
             log_out = served.result(LOOP_TIMEOUT + 60)
     return ast.literal_eval(log_out.strip().splitlines()[-1]), ast.literal_eval(out.strip().splitlines()[-1])
 
@@ -171,3 +223,31 @@ def test_asyncio_tls_echo_between_guests(nodes, wire, port, pki, push, key):
     assert tw.mbedtls_name(tw.suite_name(chosen.suites[0])) == suite, (tw.suite_name(chosen.suites[0]), suite)
     assert tw.certificates(answer.message(tw.CERTIFICATE) or b"\0\0\0")[0] == der
     assert LINE not in up and BYE not in down and _expected_blob()[:64] not in up, "plaintext on the wire"
+
+
+def test_asyncio_tls_two_clients(nodes, wire, lab, port, pki, push):
+    """node1's asyncio TLS server holds two sessions at once: the host's (opened first and kept
+    open) and node2's; both echoes are whole, and the wire has one ClientHello from each."""
+    n1, n2 = nodes[:2]
+    leaf = pki.node1["ec"]
+    push(n1, leaf.cert_pem, "/node1.pem")
+    push(n1, leaf.key_pem, "/node1.key")
+    push(n2, pki.ca.cert_pem, "/ca.pem")
+    host = _HostTlsClient(pki.ca.cert_path, n1.ip, port)
+    log, (line, blob_ok, bye, eof, _session) = _echo(nodes, port, tls=True, second=host)
+    assert (line, blob_ok, bye, eof) == (LINE, True, BYE, b""), (line, blob_ok, bye, eof)
+    assert host.got == [LINE, _expected_blob(), BYE, b""], [len(g) for g in host.got]
+    # node2 finished while the host's session was open; the host's entry comes last
+    assert log == [(n2.ip, LINE, True, BYE), (lab.host_ip, LINE, True, BYE)], log
+
+    wire.expect(TCP, src=lab.host_ip, dst=n1.ip, dport=port, where=lambda p: _w.has_flags(p, "F"), within=30.0)
+    pkts = wire.packets()
+    span = {}
+    for client in (lab.host_ip, n2.ip):
+        cport = tw.client_port(pkts, client, n1.ip, port)
+        hello = tw.flight(_w.reassemble(pkts, client, cport, dst=n1.ip)).message(tw.CLIENT_HELLO)
+        assert hello and tw.client_hello(hello).sni == "node1.lab", client
+        conv = _w.conversation(pkts, (client, cport), (n1.ip, port))
+        span[client] = (float(conv[0].time), max(float(p.time) for p in conv if _w.has_flags(p, "F")))
+    # the overlap on the wire: the host's connection opened before node2's and closed after it
+    assert span[lab.host_ip][0] < span[n2.ip][0] and span[n2.ip][1] < span[lab.host_ip][1], span
