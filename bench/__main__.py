@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = {"name", "unit", "samples", "goal", "baseline", "baseline_samples", "note", "params"}
         figs = [Figure(**{k: v for k, v in f.items() if k in keep}) for f in data["figures"]]
         meta = {**data.get("run", {}), "machine": data.get("machine", {})}
+        args.out.mkdir(parents=True, exist_ok=True)
         plots(figs, args.out)
         write_summary(figs, meta, args.out / "summary.md")
         return 0
