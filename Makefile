@@ -88,7 +88,7 @@ repro: setup firmware-all ## reproduce field bugs: make repro [SCENARIO=scenario
 conformance: setup ## socket conformance report: reports/conformance.{md,html} (in a lab of its own)
 	@$(PY) -m lab conformance --lab conf -- $(PYTEST_ARGS)
 
-bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 11 min)
+bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 16 min)
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench
 

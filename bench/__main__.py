@@ -3,6 +3,7 @@
     python -m bench                 everything (about 10 minutes on the 2-core reference machine)
     python -m bench --only boot,lab --repeat 5
     python -m bench --quick         fewer samples, for trying the harness out
+    python -m bench --only apps --apps-lab wtcb   the guest application figures alone (TLS, asyncio)
 
 A section that fails is recorded (error in results.json and summary.md) and the others still run.
 """
@@ -21,14 +22,16 @@ from typing import Any
 
 from bench.common import REPORT_DIR, Figure, machine_info, write_results
 
-SECTIONS = ("boot", "fwnet", "lab", "suite")
+SECTIONS = ("boot", "fwnet", "lab", "apps", "suite")
 
 
 def _log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def run_sections(only: list[str], repeat: int, quick: bool) -> tuple[list[Figure], dict[str, Any]]:
+def run_sections(
+    only: list[str], repeat: int, quick: bool, apps_lab: str = "apps"
+) -> tuple[list[Figure], dict[str, Any]]:
     figs: list[Figure] = []
     meta: dict[str, Any] = {"sections": {}}
     for name in only:
@@ -50,6 +53,13 @@ def run_sections(only: list[str], repeat: int, quick: bool) -> tuple[list[Figure
                     figs += lab_bench.run(repeat=repeat, counts=(1, 2, 8), idle_counts=(1, 8), idle_window=5, repl_n=50)
                 else:
                     figs += lab_bench.run(repeat=repeat)
+            elif name == "apps":
+                from bench import guest_apps
+
+                if quick:
+                    figs += guest_apps.run(repeat=repeat, rtt_n=10, idle_window=4, lab_name=apps_lab)
+                else:
+                    figs += guest_apps.run(repeat=repeat, lab_name=apps_lab)
             elif name == "suite":
                 from bench import suite
 
@@ -184,7 +194,7 @@ def write_summary(figs: list[Figure], meta: dict[str, Any], path: Path) -> None:
         "leaves Nagle on, so its per-exec round trip stays at ~40-45 ms (the Linux delayed-ACK timer).",
         "- firmware: TCP_WND sized to the LAN9118 RX FIFO (commit 91a715c).",
         "",
-        "Plots: lab_up.png, tcp_capture.png, idle_density.png, repl_rtt.png.",
+        "Plots: lab_up.png, tcp_capture.png, idle_density.png, repl_rtt.png, guest_apps.png.",
     ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -311,7 +321,44 @@ def plots(figs: list[Figure], outdir: Path) -> list[Path]:
         fig.tight_layout()
         fig.savefig(made[-1], dpi=110)
         plt.close(fig)
+    if any(n.startswith("tls_handshake_") for n in byn):
+        made.append(_plot_guest_apps(plt, byn, err, outdir / "guest_apps.png"))
     return made
+
+
+def _plot_guest_apps(plt: Any, byn: dict[str, Figure], err: Any, path: Path) -> Path:
+    """TLS handshake times (guest->host, guest->guest per key) and idle CPU, asyncio vs REPL."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    w = 0.38
+    peers = [("guest_host", "guest -> host"), ("guest_guest", "guest -> guest")]
+    for j, (key, label) in enumerate([("ec", "ECDSA P-256"), ("rsa", "RSA-2048")]):
+        vals, lo, hi = [], [], []
+        for peer, _ in peers:
+            f = byn.get(f"tls_handshake_{peer}_{key}")
+            m, a, b = err(f.samples) if f and f.samples else (0, 0, 0)
+            vals += [m]
+            lo += [a]
+            hi += [b]
+        ax.bar([i + (j - 0.5) * w for i in range(len(peers))], vals, w, yerr=[lo, hi], capsize=4, label=label)
+    ax.set_xticks(range(len(peers)), [lbl for _, lbl in peers])
+    ax.set_ylabel("ms (median, min-max)")
+    ax.set_title("TLS 1.2 handshake (wrap_socket, guest-timed)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    idle = byn.get("idle_cpu_asyncio_wait")
+    if idle and idle.samples:
+        pairs = [("idle REPL", idle.baseline_samples), ("asyncio loop waiting", idle.samples)]
+        e = [err(v) if v else (0, 0, 0) for _, v in pairs]
+        ax2.bar(range(2), [x[0] for x in e], yerr=[[x[1] for x in e], [x[2] for x in e]], capsize=4,
+                color=["tab:gray", "tab:purple"])  # fmt: skip
+        ax2.set_xticks(range(2), [p for p, _ in pairs])
+        ax2.set_ylabel("% of one core (QEMU utime+stime)")
+        ax2.set_title("idle CPU of one node")
+        ax2.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer samples (not a valid report)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
+    ap.add_argument("--apps-lab", default="apps", help="lab name of the apps section (default: apps)")
     ap.add_argument("--from-json", type=Path, help="re-render plots and summary.md from a results.json")
     args = ap.parse_args(argv)
     if args.from_json:
@@ -327,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = {"name", "unit", "samples", "goal", "baseline", "baseline_samples", "note", "params"}
         figs = [Figure(**{k: v for k, v in f.items() if k in keep}) for f in data["figures"]]
         meta = {**data.get("run", {}), "machine": data.get("machine", {})}
+        args.out.mkdir(parents=True, exist_ok=True)
         plots(figs, args.out)
         write_summary(figs, meta, args.out / "summary.md")
         return 0
@@ -335,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown section(s) {bad}; choose from {SECTIONS}")
     t0 = time.monotonic()
-    figs, meta = run_sections(only, 2 if args.quick else args.repeat, args.quick)
+    figs, meta = run_sections(only, 2 if args.quick else args.repeat, args.quick, args.apps_lab)
     meta["total_seconds"] = round(time.monotonic() - t0, 1)
     meta["repeat"] = args.repeat
     args.out.mkdir(parents=True, exist_ok=True)
