@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import CLK_TCK, Figure, cpu_ticks
 from lab import Lab, Node
-from lab.cli.cp import put
+from lab.guestfs import put
 from lab.pki import CA, Leaf
 
 Log = Callable[[str], None]

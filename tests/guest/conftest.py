@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lab import Node
-from lab.cli.cp import put
+from lab.guestfs import put
 from lab.pki import CA, DAY, Leaf
 
 # the socket suite's wire helpers (TCP reassembly) are plain functions over scapy packets
@@ -66,7 +66,7 @@ def port() -> int:
 
 @pytest.fixture
 def push() -> Callable[[Node, bytes, str], None]:
-    """push(node, data, path): write ``data`` to ``path`` on the node (lab.cli.cp.put)."""
+    """push(node, data, path): write ``data`` to ``path`` on the node (lab.guestfs.put)."""
 
     def _push(node: Node, data: bytes, path: str) -> None:
         put(node, data, path)
