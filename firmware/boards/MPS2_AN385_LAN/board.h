@@ -11,8 +11,9 @@
 // The tick only drives time-keeping and lwIP's timers: 100 Hz keeps an idle guest asleep.
 #define MPLAB_TICK_HZ           (100)
 #define MPLAB_TICK_MS           (1000 / MPLAB_TICK_HZ)
-// While the REPL waits for input nothing in Python needs the tick: slow it down so that an
-// idle node wakes 10 times a second (lwIP's timers are 100 ms or coarser).
+// While the REPL waits for input, or code waits long (select.poll, an idle asyncio loop,
+// time.sleep), nothing needs the fast tick: slow it down so that an idle node wakes 10 times
+// a second (lwIP's timers are 100 ms or coarser; a nearer deadline gets a one-shot timer).
 #define MPLAB_IDLE_TICK_HZ      (10)
 
 // External interrupt lines (QEMU hw/arm/mps2.c).

@@ -208,6 +208,24 @@ void mplab_wait_for_event(void) {
     __asm volatile ("cpsie i" : : : "memory");
 }
 
+static void systick_set_hz(uint32_t hz);
+
+void mplab_wait_for_event_ms(uint32_t timeout_ms) {
+    // timeout_ms is (uint32_t)-1 for "no timeout".
+    if (timeout_ms <= MPLAB_TICK_MS) {
+        // Busy I/O (modlwip polls its sockets in 1 ms waits): the fast tick.
+        systick_set_hz(MPLAB_TICK_HZ);
+    } else {
+        // A long wait: lwIP's timers (100 ms or coarser) are content with the idle tick,
+        // and a deadline before the next idle tick gets a one-shot wake-up of its own.
+        systick_set_hz(MPLAB_IDLE_TICK_HZ);
+        if (timeout_ms < 1000 / MPLAB_IDLE_TICK_HZ) {
+            wake_after_us(timeout_ms * 1000);
+        }
+    }
+    mplab_wait_for_event();
+}
+
 uint32_t mplab_lwip_lock(void) {
     uint32_t basepri;
     __asm volatile ("mrs %0, basepri" : "=r" (basepri));

@@ -56,8 +56,11 @@ uint32_t mplab_lwip_lock(void);
 void mplab_lwip_unlock(uint32_t state);
 
 // Waiting: sleep in WFI until an interrupt (UART RX, Ethernet, tick) has new work.
-#define MICROPY_INTERNAL_WFE(TIMEOUT_MS) mplab_wait_for_event()
+// A wait with a long (or no) timeout also slows the tick to the idle rate, with a one-shot
+// timer for the deadline, so an idle asyncio loop or select.poll wakes as rarely as the REPL.
+#define MICROPY_INTERNAL_WFE(TIMEOUT_MS) mplab_wait_for_event_ms(TIMEOUT_MS)
 void mplab_wait_for_event(void);
+void mplab_wait_for_event_ms(uint32_t timeout_ms);
 
 // Soft reset hook. Sockets are closed by their finalisers in gc_sweep_all; the interface and
 // its lease deliberately survive, as on a real board.
