@@ -437,8 +437,10 @@ def fields_text(lay: Packet, limit: int = 200) -> str:
     parts = []
     for f in lay.fields_desc:
         v = lay.getfieldval(f.name)
+        if v is None:  # an absent optional field (most of an HTTP request's headers)
+            continue
         try:
-            shown = f.i2repr(lay, v)
+            shown = str(f.i2repr(lay, v))
         except Exception:
             shown = repr(v)
         if isinstance(v, bytes):
