@@ -36,6 +36,7 @@ from .errors import CaptureError, ConfigError
 from .hostnet import bridge_exists
 from .packets import (
     Match,
+    app_view,
     bind_app_ports,
     bound_generation,
     decoded,
@@ -47,7 +48,6 @@ from .packets import (
     is_tcp,
     matches,
     qname_of,
-    redissect,
 )
 from .util import poll_until
 
@@ -211,25 +211,22 @@ class Wire:
     def __init__(self, capture: Capture | PcapFile, poll: float = 0.02) -> None:
         self.capture = capture
         self.poll = poll
-        # id(captured) -> (captured, re-dissected, bind generation): app layers bound later
-        self._app: dict[int, tuple[Packet, Packet, int]] = {}
+        # the last application-layer view: (first packet's id, count, bind generation), view
+        self._app: tuple[tuple[int, int, int], list[Packet]] | None = None
         bind_app_ports()
 
     def _view(self, layer: Any, since: float | None) -> list[Packet]:
-        """The packets to match ``layer`` against: re-dissected when it is an application
-        layer, so that a port bound (packets.bind_port) after the capture still counts."""
-        ps = self.packets(since)
+        """The packets to match ``layer`` against. For an application layer, TCP streams on
+        its ports are reassembled into messages (packets.app_view): a message a device wrote
+        in pieces is still one MQTT PUBLISH, and a port bound after the capture still counts."""
         if layer is None or not is_app_layer(layer):
-            return ps
-        gen = bound_generation()
-        out = []
-        for p in ps:
-            hit = self._app.get(id(p))
-            if hit is None or hit[0] is not p or hit[2] != gen:
-                hit = (p, redissect(p), gen)
-                self._app[id(p)] = hit
-            out.append(hit[1])
-        return out
+            return self.packets(since)
+        ps = self.packets()
+        key = (id(ps[0]) if ps else 0, len(ps), bound_generation())
+        if self._app is None or self._app[0] != key:
+            self._app = (key, app_view(ps))
+        view = self._app[1]
+        return view if not since else [p for p in view if float(p.time) >= since]
 
     @property
     def path(self) -> Path:

@@ -3,6 +3,7 @@ scapy, matched by lab.packets / Wire, and failures that show the decoded layer, 
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def test_mqtt_publish_topic_and_qos_on_1883() -> None:
 
 
 def test_mqtt_on_another_port_once_bound() -> None:
-    w = Wire(Frames(publish("wth/temp", port=41883), tcp(41883, MQTT(type=1) / MQTTConnect(clientId=b"n1"))))
+    w = Wire(
+        Frames(publish("wth/temp", port=41883), tcp(41883, MQTT(type=1) / MQTTConnect(clientId=b"n1"), sport=40001))
+    )
     pk.bind_port("MQTT", 41883)  # after the capture: Wire re-dissects
     w.expect(MQTTPublish, topic="wth/temp", within=0.1)
     w.expect(MQTTConnect, clientId="n1", within=0.1)
@@ -110,3 +113,33 @@ def test_scenario_wire_specs_name_app_layers() -> None:
     assert not match(p, WireSpec("MQTTPublish", {"topic": "wth/x", "dport": 41884}))
     hello = Frames(client_hello("www.lab")).packets[0]
     assert match(hello, WireSpec("TLSClientHello", {"sni": "www.lab"}))
+
+
+def test_a_message_written_in_pieces_is_one_message() -> None:
+    """umqtt.simple writes a PUBLISH as header, topic, id and payload: four segments."""
+    whole = bytes(MQTT(QOS=1) / MQTTPublish(topic="wth/temp", msgid=7, value=b"21"))
+    cuts = [0, 2, 12, 14, len(whole)]
+    segs = []
+    for a, b in itertools.pairwise(cuts):
+        segs.append(
+            Ether() / IP(src=GUEST, dst=HOST) / TCP(sport=40002, dport=1883, seq=1000 + a, flags="PA") / whole[a:b]
+        )
+    segs.insert(2, segs[1])  # a retransmission on the way
+    w = Wire(Frames(*segs))
+    p = w.expect(MQTTPublish, topic="wth/temp", QOS=1, within=0.1)
+    assert p[MQTTPublish].value == b"21"
+    assert len([q for q in pk.app_view(w.packets()) if q.haslayer(MQTTPublish)]) == 1
+
+
+def test_scenario_judge_view_reassembles_streams() -> None:
+    from lab.scenario.judge import view
+
+    whole = bytes(MQTT(QOS=0) / MQTTPublish(topic="wth/judge", value=b"1"))
+    segs = [
+        Ether() / IP(src=GUEST, dst=HOST) / TCP(sport=40003, dport=41885, seq=5, flags="PA") / whole[:3],
+        Ether() / IP(src=GUEST, dst=HOST) / TCP(sport=40003, dport=41885, seq=8, flags="PA") / whole[3:],
+    ]
+    pkts = Frames(*segs).packets
+    spec = WireSpec("MQTTPublish", {"topic": "wth/judge", "dport": 41885})
+    got = [(i, p) for i, p in view(pkts, [spec]) if match(p, spec)]
+    assert [i for i, _ in got] == [1]  # the frame that completed the message
