@@ -183,11 +183,12 @@ def from_pypi(spec: str, cache: Path, progress: Progress | None = None) -> Packa
     """``spec`` from PyPI through pip, cached under ``cache/pypi/<spec>/``."""
     entry = cache / "pypi" / _cache_key(spec)
     meta_file = entry / "meta.json"
-    if not meta_file.is_file():
-        if progress:
-            progress(f"  pip download {spec}")
+    fetched = not meta_file.is_file()
+    if fetched:
         _fill_cache(spec, entry)
     meta = json.loads(meta_file.read_text())
+    if fetched and progress:  # after, not before: a failure stays one line
+        progress(f"  pip download {spec}: {meta['name']} {meta['version']}, cached in {entry}")
     tree = entry / "tree"
     files = [PackageFile(t, (tree / t).read_bytes()) for t in meta["files"]]
     name = str(meta["name"])

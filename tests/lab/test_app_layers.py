@@ -143,3 +143,12 @@ def test_scenario_judge_view_reassembles_streams() -> None:
     spec = WireSpec("MQTTPublish", {"topic": "wth/judge", "dport": 41885})
     got = [(i, p) for i, p in view(pkts, [spec]) if match(p, spec)]
     assert [i for i, _ in got] == [1]  # the frame that completed the message
+
+
+def test_scenario_failure_detail_shows_decoded_layer() -> None:
+    from lab.scenario.judge import decoded_seen, view
+
+    pkts = Frames(publish("wth/temp")).packets
+    spec = WireSpec("MQTTPublish", {"topic": "wth/other"})
+    seen = decoded_seen([p for _, p in view(pkts, [spec])], "MQTTPublish")
+    assert "topic='wth/temp'" in seen and "\\x" not in seen, seen
