@@ -250,3 +250,36 @@ def test_tls_client_hello_sni_assertion(node: Node, wire: Wire, host_peer: HostP
         wire.expect(TLSClientHello, sni="www.other.example", within=1)
     assert "sni='www.wth.example'" in str(ei.value), str(ei.value)
     t.join(timeout=10)
+
+
+def test_http_dns_and_ntp_assertions_on_guest_traffic(node: Node, wire: Wire, host_peer: HostPeer) -> None:
+    from scapy.layers.dns import DNS
+    from scapy.layers.http import HTTPRequest
+    from scapy.layers.ntp import NTP
+
+    srv = host_peer.tcp_server()
+    host, port = srv.getsockname()
+    packets.bind_port("HTTP", port)
+
+    def read() -> None:
+        srv.settimeout(30)
+        c, _ = srv.accept()
+        with c:
+            c.settimeout(10)
+            c.recv(4096)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    node.exec(
+        "import socket, struct\n"
+        "socket.getaddrinfo('node2.lab', 80)\n"
+        f"s = socket.socket()\ns.connect(({host!r}, {port}))\n"
+        "s.write(b'GET /status HTTP/1.1\\r\\n')\ns.write(b'Host: www.wth\\r\\n\\r\\n')\ns.close()\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"u.sendto(b'\\x23' + bytes(47), ({host!r}, 123))\nu.close()\n",
+        timeout=30,
+    )
+    wire.expect(DNS, qname="node2.lab.", src=node.ip, within=10)
+    wire.expect(HTTPRequest, Method="GET", Path="/status", Host="www.wth", src=node.ip, within=10)  # two writes
+    wire.expect(NTP, mode=3, src=node.ip, within=10)
+    t.join(timeout=10)
