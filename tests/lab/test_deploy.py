@@ -283,3 +283,18 @@ def test_http_dns_and_ntp_assertions_on_guest_traffic(node: Node, wire: Wire, ho
     wire.expect(HTTPRequest, Method="GET", Path="/status", Host="www.wth", src=node.ip, within=10)  # two writes
     wire.expect(NTP, mode=3, src=node.ip, within=10)
     t.join(timeout=10)
+
+
+def test_deploy_over_a_main_that_keeps_running(node: Node, tmp_path: Path) -> None:
+    app = tmp_path / "loop"
+    app.mkdir()
+    (app / "main.py").write_text("import time\nfor i in range(10000):\n    print('wth-tick', i)\n    time.sleep(0.2)\n")
+    try:
+        rep = deploy(node, app, wait=r"wth-tick 2", follow=10)
+        assert "wth-tick 0" in rep.console and "wth-tick 2" in rep.console, rep.console
+        (app / "main.py").write_text("print('wth-loop replaced')\n")
+        rep2 = deploy(node, app)  # the hash exec interrupts the running main.py first
+        assert rep2.sent == ["/main.py"] and "wth-loop replaced" in rep2.console, rep2.console
+        assert node.eval("1 + 1") == 2
+    finally:
+        _cleanup(node)
