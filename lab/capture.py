@@ -34,7 +34,21 @@ from scapy.utils import PcapReader, wrpcap
 
 from .errors import CaptureError, ConfigError
 from .hostnet import bridge_exists
-from .packets import Match, describe, flags_of, is_dhcp, is_ip, is_tcp, matches, qname_of
+from .packets import (
+    Match,
+    app_view,
+    bind_app_ports,
+    bound_generation,
+    decoded,
+    describe,
+    flags_of,
+    is_app_layer,
+    is_dhcp,
+    is_ip,
+    is_tcp,
+    matches,
+    qname_of,
+)
 from .util import poll_until
 
 Spec = tuple[Any, dict[str, Any]]
@@ -197,6 +211,22 @@ class Wire:
     def __init__(self, capture: Capture | PcapFile, poll: float = 0.02) -> None:
         self.capture = capture
         self.poll = poll
+        # the last application-layer view: (first packet's id, count, bind generation), view
+        self._app: tuple[tuple[int, int, int], list[Packet]] | None = None
+        bind_app_ports()
+
+    def _view(self, layer: Any, since: float | None) -> list[Packet]:
+        """The packets to match ``layer`` against. For an application layer, TCP streams on
+        its ports are reassembled into messages (packets.app_view): a message a device wrote
+        in pieces is still one MQTT PUBLISH, and a port bound after the capture still counts."""
+        if layer is None or not is_app_layer(layer):
+            return self.packets(since)
+        ps = self.packets()
+        key = (id(ps[0]) if ps else 0, len(ps), bound_generation())
+        if self._app is None or self._app[0] != key:
+            self._app = (key, app_view(ps))
+        view = self._app[1]
+        return view if not since else [p for p in view if float(p.time) >= since]
 
     @property
     def path(self) -> Path:
@@ -224,14 +254,25 @@ class Wire:
         return "\n".join([head, *lines])
 
     def _fail(
-        self, expected: Iterable[str], note: str, found: Sequence[Packet] = (), seen: Sequence[Packet] | None = None
+        self,
+        expected: Iterable[str],
+        note: str,
+        found: Sequence[Packet] = (),
+        seen: Sequence[Packet] | None = None,
+        layers: Sequence[Any] = (),
+        since: float | None = None,
     ) -> WireTimeout:
         self.capture.write()
         lines = [f"wire: {note}", "expected:"]
         lines += [f"  {e}" for e in expected]
         if found:
             lines.append("matched so far:")
-            lines += [f"  {p.summary()}" for p in found]
+            lines += [f"  {p.summary()}" + (f"\n      {decoded(p)}" if decoded(p) else "") for p in found]
+        for layer in dict.fromkeys(x for x in layers if x is not None and (is_app_layer(x) or x is DNS)):
+            have = [p for p in self._view(layer, since) if p.haslayer(layer)]
+            if have:  # what there was of that layer, decoded: which field differed shows
+                lines.append(f"{layer.__name__} seen ({len(have)}, last 5 decoded):")
+                lines += [f"  {float(p.time) - self.capture.t0:8.3f}  {decoded(p)}" for p in have[-5:]]
         lines.append(self.summary(seen))
         lines.append(f"pcap: {self.capture.path}")
         return WireTimeout("\n".join(lines))
@@ -248,14 +289,16 @@ class Wire:
         """Wait up to ``within`` s for a packet with ``layer`` and these field values."""
 
         def first() -> Packet | None:
-            for p in self.packets(since):
+            for p in self._view(layer, since):
                 if matches(p, layer, fields) and (where is None or where(p)):
                     return p
             return None
 
         p = poll_until(first, within, self.poll)
         if p is None:
-            raise self._fail([describe(layer, fields)], f"no matching packet within {within:g}s")
+            raise self._fail(
+                [describe(layer, fields)], f"no matching packet within {within:g}s", layers=[layer], since=since
+            )
         return p
 
     def expect_none(
@@ -268,9 +311,9 @@ class Wire:
     ) -> None:
         """Wait ``within`` s and assert that no such packet was seen."""
         time.sleep(within)
-        bad = [p for p in self.packets(since) if matches(p, layer, fields) and (where is None or where(p))]
+        bad = [p for p in self._view(layer, since) if matches(p, layer, fields) and (where is None or where(p))]
         if bad:
-            raise self._fail([f"no {describe(layer, fields)}"], f"{len(bad)} unexpected packet(s)", bad)
+            raise self._fail([f"no {describe(layer, fields)}"], f"{len(bad)} unexpected packet(s)", bad, since=since)
 
     def expect_sequence(
         self, specs: Sequence[Spec | Any], within: float = 2.0, since: float | None = None
@@ -279,9 +322,11 @@ class Wire:
         norm: list[Spec] = [s if isinstance(s, tuple) else (s, {}) for s in specs]
         found: list[Packet] = []
 
+        app = next((lay for lay, _ in norm if lay is not None and is_app_layer(lay)), None)
+
         def complete() -> bool:
             found.clear()
-            for p in self.packets(since):
+            for p in self._view(app, since):
                 if len(found) < len(norm) and matches(p, *norm[len(found)]):
                     found.append(p)
             return len(found) == len(norm)
@@ -289,7 +334,8 @@ class Wire:
         if not poll_until(complete, within, self.poll):
             i = len(found)
             exp = [("✓ " if k < i else "✗ ") + describe(lay, f) for k, (lay, f) in enumerate(norm)]
-            raise self._fail(exp, f"sequence incomplete after {within:g}s ({i}/{len(norm)} matched)", found)
+            note = f"sequence incomplete after {within:g}s ({i}/{len(norm)} matched)"
+            raise self._fail(exp, note, found, layers=[lay for lay, _ in norm], since=since)
         return list(found)
 
     # ---- predicates -------------------------------------------------------------------

@@ -129,7 +129,11 @@ class _QuickAckSpawn(SocketSpawn):
                 self.socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:
                 pass
-        return super().read_nonblocking(size, timeout)
+        got = super().read_nonblocking(size, timeout)
+        # pexpect 4.9's SocketSpawn never logs what it reads (SpawnBase does): without this the
+        # transcript held only what was sent, none of the guest's output.
+        self._log(got, "read")
+        return got
 
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)

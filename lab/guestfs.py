@@ -127,7 +127,8 @@ def ls(node: _Exec, path: str = "/") -> list[Entry]:
         "ls",
         f"[(e[0], e[1], __import__('os').stat({base!r} + '/' + e[0])[6]) for e in __import__('os').ilistdir({path!r})]",
     )
-    return sorted(Entry(n, bool(t & 0x4000), int(s)) for n, t, s in rows)
+    # by name: Entry has no ordering, so sorting the entries themselves failed for 2 or more
+    return sorted((Entry(n, bool(t & 0x4000), int(s)) for n, t, s in rows), key=lambda e: e.name)
 
 
 def mkdir(node: _Exec, path: str) -> None:

@@ -12,9 +12,27 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import LabError
-from . import capture, conformance, console, cp, diff, down, exec_, impair, link, logs, repro, reset, status, up
+from . import (
+    capture,
+    conformance,
+    console,
+    cp,
+    deploy,
+    diff,
+    down,
+    exec_,
+    impair,
+    install,
+    link,
+    logs,
+    repro,
+    reset,
+    status,
+    up,
+)
 
-VERBS = [up, down, status, console, exec_, cp, capture, logs, reset, repro, impair, link, diff, conformance]
+VERBS = [up, down, status, console, exec_, cp, deploy, install, capture, logs, reset, repro, impair, link, diff]
+VERBS.append(conformance)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..packets import APP_PORTS, bind_port, decoded, is_app_layer, port_layer, redissect, stream_messages
 from .model import Assertion, Check, Expect, RunState, Step, StepResult, WireSpec
 
 
@@ -14,6 +15,11 @@ def layer(name: str) -> Any:
     from scapy.layers import dhcp, dns, inet, l2
     from scapy.packet import Raw
 
+    from ..packets import app_layers, bind_app_ports
+
+    bind_app_ports()
+    if name in app_layers():
+        return app_layers()[name]
     return {
         "Ether": l2.Ether,
         "ARP": l2.ARP,
@@ -45,12 +51,56 @@ def match(p: Any, spec: WireSpec) -> bool:
             fields[k] = int(x)
         else:
             fields[k] = x
-    if not matches(p, layer(spec.layer), fields):
+    lay = layer(spec.layer)
+    if is_app_layer(lay):
+        p = _app_view(p, spec.layer, fields)
+    if not matches(p, lay, fields):
         return False
     if payload is not None:
         raw = bytes(p[Raw].load) if p.haslayer(Raw) else b""
         return re.search(payload, raw.decode("latin-1"), re.S) is not None
     return True
+
+
+def _app_view(p: Any, name: str, fields: dict[str, Any]) -> Any:
+    """``p`` dissected with ``name``'s protocol on the spec's own port (an MQTT broker on
+    1884 is still MQTT when the assertion says ``dport: 1884``)."""
+    _bind_spec_ports(name, fields)
+    return p if p.haslayer(layer(name)) else redissect(p)
+
+
+def _bind_spec_ports(name: str, fields: dict[str, Any]) -> None:
+    base = next((b for b in APP_PORTS if name.startswith(b)), None)
+    for k in ("dport", "sport"):
+        v = fields.get(k)
+        if base is not None and (isinstance(v, int) or (isinstance(v, str) and v.isdigit())):
+            bind_port(base, int(v))
+
+
+def view(pk: list[Any], specs: list[WireSpec]) -> list[tuple[int, Any]]:
+    """(frame index, packet) to judge ``specs`` on: with an application layer among them, TCP
+    streams on its ports come as whole messages (lab.packets.app_view), each with the index of
+    the segment that completed it."""
+    if not any(is_app_layer(layer(s.layer)) for s in specs):
+        return list(enumerate(pk))
+    for s in specs:
+        _bind_spec_ports(s.layer, s.fields)
+    msgs = stream_messages(pk)
+    rest = [(i, redissect(p)) for i, p in enumerate(pk) if not _on_app_port(p)]
+    return sorted([*msgs, *rest], key=lambda ip: ip[0])
+
+
+def _on_app_port(p: Any) -> bool:
+    from scapy.layers.inet import TCP
+
+    return TCP in p and (port_layer(p[TCP].dport) or port_layer(p[TCP].sport)) is not None
+
+
+def decoded_seen(packets: list[Any], name: str, last: int = 3) -> str:
+    """The last packets of layer ``name``, decoded (what a failed wire assertion shows)."""
+    lay = layer(name)
+    have = [q for q in packets if q.haslayer(lay)]
+    return " | ".join(decoded(q) for q in have[-last:])
 
 
 def spec_str(s: WireSpec) -> str:
@@ -131,19 +181,25 @@ def judge(runner: RunState) -> list[Check]:
             checks.append(_judge_console(runner, asr, a, label))
             continue
         lo, hi = _window(runner, a)
-        win = [(i, p) for i, p in enumerate(pk) if lo <= float(p.time) <= hi]
+        if asr.kind == "wire":
+            specs = [WireSpec(a["spec"].layer, runner.sub(a["spec"].fields))]
+        else:
+            specs = [WireSpec(s.layer, runner.sub(s.fields)) for s in a["specs"]]
+        win = [(i, p) for i, p in view(pk, specs) if lo <= float(p.time) <= hi]
         wtxt = window_text(a)
         if asr.kind == "wire":
-            spec = WireSpec(a["spec"].layer, runner.sub(a["spec"].fields))
+            spec = specs[0]
             got = [(i, p) for i, p in win if match(p, spec)]
             n, mn, mx = len(got), a["min"], a["max"]
             held = n >= mn and (mx is None or n <= mx)
             want = f"{mn}" if mx == mn else f">= {mn}" if mx is None else f"{mn}..{mx}"
             detail = f"{spec_str(spec)}{wtxt}: {n} packet(s), wanted {want}"
+            if not held and spec.layer not in ("Ether", "IP", "TCP", "UDP", "Raw"):
+                seen = decoded_seen([p for _, p in win], spec.layer)
+                detail += f"; {spec.layer} seen: {seen}" if seen else f"; no {spec.layer} at all in the window"
             refs = [runner.ref(i, p) for i, p in got[:20]]
             checks.append(Check(label, asr.line, asr.says, held, detail, refs))
         else:
-            specs = [WireSpec(s.layer, runner.sub(s.fields)) for s in a["specs"]]
             found = []
             k = 0
             for i, p in win:

@@ -14,6 +14,25 @@ import yaml
 from .model import Expect, Path_, ScenarioError, WireSpec
 
 LAYERS = ("Ether", "ARP", "IP", "ICMP", "TCP", "UDP", "DNS", "BOOTP", "DHCP", "Raw")
+# Above TCP/UDP (lab.packets.app_layers): named without importing scapy at load time.
+APP_LAYERS = (
+    "MQTT",
+    "MQTTConnect",
+    "MQTTConnack",
+    "MQTTPublish",
+    "MQTTPuback",
+    "MQTTSubscribe",
+    "MQTTDisconnect",
+    "TLS",
+    "TLSClientHello",
+    "TLSServerHello",
+    "TLSAlert",
+    "HTTP",
+    "HTTPRequest",
+    "HTTPResponse",
+    "NTP",
+)
+LAYERS = LAYERS + APP_LAYERS
 
 
 def yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:

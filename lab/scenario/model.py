@@ -36,6 +36,26 @@ class FileCopy:
 
 
 @dataclass
+class AppDeploy:
+    """``app:``: a project tree deployed to a node before the timeline (then soft reset)."""
+
+    src: Path
+    node: str
+    dest: str
+    wait: str | None
+    line: int
+
+
+@dataclass
+class PackageSet:
+    """``packages:``: package specs (lab.packages) installed into a node's /lib."""
+
+    node: str
+    specs: list[str]
+    line: int
+
+
+@dataclass
 class Peer:
     name: str
     kind: str  # udp | tcp_server | tcp_peer | dns | services
@@ -100,6 +120,8 @@ class Scenario:
     assertions: list[Assertion]
     expect: str = "reproduces"
     lines: dict[Path_, int] = field(default_factory=dict, repr=False)
+    app: list[AppDeploy] = field(default_factory=list)
+    packages: list[PackageSet] = field(default_factory=list)
 
     @property
     def lab_name(self) -> str:

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .. import guestfs
+from .. import deploy, guestfs, packages
 from ..console import ConsoleError
 from ..errors import LabError, NodeError
 from ..lab import Lab
@@ -131,6 +131,8 @@ class Runner:
         self.t_cap0 = 0.0
         self.tcp_clients: list[tuple[threading.Thread, socket.socket]] = []
         self._dissected: list[Any] = []
+        self._pkgs: dict[str, list[packages.Package]] = {}
+        self.deploys: list[dict[str, Any]] = []  # what app:/packages: did, for the bundle
 
     # -- lifecycle
     def run(self) -> Result:
@@ -140,6 +142,9 @@ class Runner:
         (self.out / "firmware.manifest.json").write_text(json.dumps(self.fw.manifest, indent=2) + "\n")
         res = Result(self.scn.name, self.fw.label, ERROR, self.out, lab=self.lab_name)
         try:
+            # pip runs here, on the host and before the lab: a bad package name is an error
+            # verdict at once, and the lab's own network never reaches off the machine.
+            self._pkgs = {ps.node: packages.resolve_all(ps.specs, progress=self.progress) for ps in self.scn.packages}
             self._up()
             self._setup_vars()
             self.cap = self.lab.capture(self.out / "wire.pcap")  # console traffic is left out
@@ -150,7 +155,9 @@ class Runner:
             self.cap.start()
             self.t_cap0 = self.cap.t0
             self._copy_files()
+            self._install_packages()
             self._start_peers()
+            self._deploy_apps()  # last: its soft reset starts main.py, which may talk to the peers
             self._timeline()
             time.sleep(0.5)  # let the last frames arrive
             self.cap.stop()
@@ -216,6 +223,18 @@ class Runner:
             self.progress(f"  copy {f.src} -> {f.node}:{f.dst}")
             guestfs.put(self.lab.node(f.node), f.src.read_bytes(), f.dst)
 
+    def _install_packages(self) -> None:
+        for node, pkgs in self._pkgs.items():
+            rep = deploy.install(self.lab.node(node), pkgs, progress=self.progress)
+            self.progress(f"  {rep.summary()}")
+            self.deploys.append({"kind": "packages", **deploy.describe(rep)})
+
+    def _deploy_apps(self) -> None:
+        for a in self.scn.app:
+            rep = deploy.deploy(self.lab.node(a.node), a.src, a.dest, progress=self.progress, wait=a.wait)
+            self.progress(f"  {rep.summary()}")
+            self.deploys.append({"kind": "app", "src": str(a.src), **deploy.describe(rep), "console": rep.console})
+
     def _start_peers(self) -> None:
         self.host = HostPeer.for_lab(self.lab)
         for p in self.scn.peers:
@@ -269,6 +288,8 @@ class Runner:
         with contextlib.suppress(Exception):
             for nd in self.lab.nodes:
                 (self.out / f"{nd.name}.console.txt").write_text(nd.logs())
+        if self.deploys:
+            (self.out / "deploy.json").write_text(json.dumps(self.deploys, indent=2) + "\n")
         if self.peers:
             lines = []
             for name, sp in self.peers.items():

@@ -10,10 +10,24 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..packages import looks_like_path
 from ..services import PORTS as SERVICES
 from . import actions
 from .loader import Validator, rel, yaml_with_lines
-from .model import NAME_RE, VAR_RE, VERSION_RE, Assertion, FileCopy, Path_, Peer, Scenario, ScenarioError, Step
+from .model import (
+    NAME_RE,
+    VAR_RE,
+    VERSION_RE,
+    AppDeploy,
+    Assertion,
+    FileCopy,
+    PackageSet,
+    Path_,
+    Peer,
+    Scenario,
+    ScenarioError,
+    Step,
+)
 
 TOP_KEYS = {
     "name": "a short id, [a-z0-9-]",
@@ -22,6 +36,8 @@ TOP_KEYS = {
     "firmware": "a MicroPython version (1.25.0) or a path to a firmware.elf",
     "topology": "{nodes: N, compose: FILE}",
     "files": "guest scripts to copy: [{src: local, dst: node1:/path}]",
+    "packages": "MicroPython packages into /lib: [spec, ...] (every node) or {node1: [spec, ...]}",
+    "app": "a project tree to deploy, then soft-reset: DIR or {src: DIR, node: node1, dest: /, wait: REGEX}",
     "peers": "host-side peers",
     "timeline": "the steps",
     "assertions": "the bug's signature",
@@ -76,6 +92,8 @@ def load(path: Path | str) -> Scenario:
     node_names = {f"node{i}" for i in range(1, nodes + 1)}
     ctx = actions.CheckContext(v, node_names)
     files = _files(v, d, ctx)
+    pkgs = _packages(v, d, ctx, sorted(node_names))
+    app = _app(v, d, ctx)
     peers = _peers(v, d)
     ctx.peers = {p.name: p for p in peers}
     known_vars = {"host", "gateway", "services", "lab", *node_names}
@@ -102,7 +120,57 @@ def load(path: Path | str) -> Scenario:
         assertions=asserts,
         expect=expect,
         lines=lines,
+        app=app,
+        packages=pkgs,
     )
+
+
+def _specs(v: Validator, raw: Any, at: Path_) -> list[str]:
+    out = []
+    for i, x in enumerate(v.seq(raw, at, "[microdot, lib/mypkg, ...]")):
+        spec = v.string(x, (*at, i), "a PyPI name, a package directory or a .py file")
+        if looks_like_path(spec):
+            p = rel(v.path, spec)
+            if not p.exists():
+                raise v.err((*at, i), f"{p} does not exist", "paths are relative to the scenario file")
+            spec = str(p)
+        out.append(spec)
+    return out
+
+
+def _packages(v: Validator, d: dict[str, Any], ctx: actions.CheckContext, nodes: list[str]) -> list[PackageSet]:
+    raw = d.get("packages")
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        return [
+            PackageSet(ctx.node(n, ("packages", n)), _specs(v, x, ("packages", n)), v.line(("packages", n)))
+            for n, x in raw.items()
+        ]
+    specs = _specs(v, raw, ("packages",))
+    return [PackageSet(n, specs, v.line(("packages",))) for n in nodes]
+
+
+def _app(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[AppDeploy]:
+    raw = d.get("app")
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, a in enumerate(items):
+        at: Path_ = ("app", i) if isinstance(raw, list) else ("app",)
+        if isinstance(a, str):
+            a = {"src": a}
+        a = v.mapping(a, at, "src: DIR, node: node1, dest: /, wait: REGEX")
+        v.keys(a, at, {"src", "node", "dest", "wait"})
+        src = rel(v.path, v.string(v.required(a, at, "src", "add `src: app/`"), (*at, "src"), "a directory"))
+        if not src.is_dir():
+            raise v.err((*at, "src"), f"{src} is not a directory", "paths are relative to the scenario file")
+        node = ctx.node(a.get("node", "node1"), (*at, "node"))
+        dest = v.string(a.get("dest", "/"), (*at, "dest"), "dest: / (or /app)")
+        wait = v.regex(a["wait"], (*at, "wait")) if "wait" in a else None
+        out.append(AppDeploy(src, node, dest, wait, v.line(at)))
+    return out
 
 
 def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[FileCopy]:

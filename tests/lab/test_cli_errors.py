@@ -30,6 +30,8 @@ NEEDS_LAB: dict[str, list[str]] = {
     "console": ["console", "node1"],
     "exec": ["exec", "node1", "print(1)"],
     "cp": ["cp", HERE, "node1:/x.py"],
+    "deploy": ["deploy", "node1", str(REPO / "tests" / "lab")],
+    "install": ["install", "node1", str(REPO / "tests" / "lab" / "fixtures" / "wthpkg")],
     "capture": ["capture", "-w", "/tmp/wtb-cli-errors.pcap", "--node", "node1", "--duration", "1"],
     "logs": ["logs", "node1"],
     "reset": ["reset", "node1"],
@@ -48,6 +50,8 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "console": (["console"], "required: NODE"),
     "exec": (["exec", "node1"], "exec needs CODE or -f FILE"),
     "cp": (["cp", HERE, "node1"], "must be NODE:PATH"),
+    "deploy": (["deploy", "node1", "/nonexistent-dir"], "no such directory"),
+    "install": (["install", "node1", "/nonexistent-pkg-dir/"], "no such directory"),
     "capture": (["capture", "-w", "/tmp/x.pcap", "--duration", "0"], "--duration must be > 0"),
     "logs": (["logs", "node1", "--tail", "x"], "invalid int value"),
     "reset": (["reset"], "required: NODE"),
@@ -154,7 +158,7 @@ def test_absent_lab(verb: str) -> None:
         assert p.returncode == 1 and "not running" in p.stdout and "Traceback" not in p.stderr
         return
     err = _one_clear_line(p)
-    if verb in ("console", "exec", "cp", "capture", "logs", "reset", "impair", "link"):
+    if verb in ("console", "exec", "cp", "deploy", "install", "capture", "logs", "reset", "impair", "link"):
         assert "is the lab up?" in err, err
 
 

@@ -33,6 +33,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.peers",
             "lab.hostnet",
             "lab.guestfs",
+            "lab.deploy",
+            "lab.packages",
             "lab.snippet",
             "lab.netns",
             "lab.services",
