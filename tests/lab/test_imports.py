@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.netns",
             "lab.services",
             "lab.qmp",
+            "lab.pki",
         },
     ),  # fmt: skip
     ("data", {"lab.topology", "lab.errors", "lab.util", "lab.spec", "lab.packets", "lab.guest_unittest"}),
