@@ -17,9 +17,10 @@ import socket
 import ssl
 
 import pytest
-import sockwire as _w
 import tlswire as tw
 from scapy.layers.inet import TCP
+
+from lab import packets as _w
 
 N = 3000  # bytes for readexactly: more than one segment (MSS 1460) each way
 LINE = b"hello asyncio\n"

@@ -9,12 +9,12 @@ certificate from the CA the session made (conftest ``pki``); nothing leaves the 
 from __future__ import annotations
 
 import pytest
-import sockwire as _w
 import tlswire as tw
 from scapy.layers.inet import TCP
 from scapy.packet import Packet
 from tlshost import TlsServer
 
+from lab import packets as _w
 from lab.snippet import Result, run
 
 PAYLOAD = b"mplab tls payload 0123456789"

@@ -1,6 +1,6 @@
 """TLS 1.2 on the wire: the plaintext part of a handshake, parsed from captured TCP streams.
 
-The streams come from ``sockwire.reassemble`` (sequence-number reassembly of what one end
+The streams come from ``lab.packets.reassemble`` (sequence-number reassembly of what one end
 sent). A TLS 1.2 handshake is in clear until ChangeCipherSpec: ClientHello (with SNI),
 ServerHello (the chosen suite), Certificate (the server's DER chain), and any alert sent
 before the keys changed (a client that rejects the certificate). Only what the tests need
