@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .ca import LabCA
+from .daemons import DAEMONS
 from .errors import LabTimeout
 from .runtime import ContainerInfo, Runtime
 from .topology import Topology
@@ -35,7 +36,7 @@ def prepare(topo: Topology, fresh: bool) -> LabCA:
     if ca is None:
         ca = LabCA.create(run, topo.lab)
     for name in topo.services:
-        if not (ca.tls / f"{name}.pem").is_file():  # a daemon added to a running lab
+        if DAEMONS[name].tls_ports and not (ca.tls / f"{name}.pem").is_file():  # new, or added to a running lab
             ca.issue(name, [topo.service_name(name)], [str(topo.service_ip(name)), str(topo.service_ip6(name))])
     return ca
 
