@@ -17,8 +17,8 @@ import time
 
 import guestcode
 import pytest
-from scapy.layers.dns import DNS, DNSQR
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import TCP, UDP
+from svchelp import dns_query, run, tcp_payload
 
 from lab import Lab, Node, guestfs
 from lab.daemons import DAEMONS
@@ -29,27 +29,6 @@ NTP_EPOCH = 2208988800  # 1900-01-01 to 1970-01-01
 # The guest's clock and the NTP answer both come from the host: allow for the console round
 # trip on a loaded machine, never a tight bound.
 CLOCK_SLACK_S = 5.0
-
-
-def tcp_payload(p: object) -> bytes:
-    """The TCP payload of an IPv4 packet, else b""."""
-    return payload_of(p) if IP in p and TCP in p else b""
-
-
-def run(node: Node, code: str, timeout: float = 60.0) -> object:
-    import ast
-
-    return ast.literal_eval(node.exec(code, timeout=timeout).strip())
-
-
-def dns_query(lab: Lab, name: str, qtype: str) -> list[str]:
-    """Ask the lab's dnsmasq from the host: the answers' addresses (empty for NXDOMAIN)."""
-    q = DNS(id=secrets.randbelow(65536), rd=1, qd=DNSQR(qname=name, qtype=qtype))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
-        s.sendto(bytes(q), (lab.services_ip, 53))
-        r = DNS(s.recv(2048))
-    return [str(r.an[i].rdata) for i in range(r.ancount)]
 
 
 @pytest.fixture(scope="module")
