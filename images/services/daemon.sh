@@ -28,6 +28,9 @@ tls_copy() {
 }
 
 echo "$ROLE" >/run/mplab/role
+# `docker restart` keeps the container's files: a pid file left from the last run names PID 1,
+# this very process, and chronyd would refuse to start ("Another chronyd may already be running").
+rm -f /run/mplab/*.pid
 log "lab=$LAB domain=$DOMAIN"
 case $ROLE in
 mqtt)

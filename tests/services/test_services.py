@@ -13,6 +13,7 @@ import secrets
 import socket
 import ssl
 import struct
+import subprocess
 import time
 
 import guestcode
@@ -20,7 +21,7 @@ import pytest
 from scapy.layers.inet import TCP, UDP
 from svchelp import dns_query, run, tcp_payload
 
-from lab import Lab, Node, guestfs
+from lab import Lab, Node, guestfs, lanservices
 from lab.daemons import DAEMONS
 from lab.lab import GUEST_CA
 from lab.packets import payload_of
@@ -173,3 +174,12 @@ def test_keys_stay_in_the_run_dir_and_the_ca_key_is_not_mounted(lab: Lab) -> Non
     for name, c in lab.service_containers().items():
         p = lab.runtime.exec(c.name, ["ls", "/etc/mplab/tls"])
         assert p.returncode == 0 and "ca.key" not in p.stdout, (name, p.stdout)
+
+
+def test_every_daemon_comes_back_after_a_container_restart(lab: Lab) -> None:
+    # A broker restart is a scenario step (docs/services.md): `docker restart` must bring each
+    # daemon back healthy, with the files its last run left in the container.
+    for name, c in lab.service_containers().items():
+        p = subprocess.run(["docker", "restart", "-t", "2", c.name], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, (name, p.stderr)
+    lanservices.wait_healthy(lab.runtime, lab.topology, timeout=120)
