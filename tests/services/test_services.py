@@ -42,7 +42,8 @@ def www_file(lab: Lab) -> tuple[str, bytes]:
 
 def test_every_service_runs_and_has_names_over_ipv4_and_ipv6(lab: Lab) -> None:
     topo = lab.topology
-    assert set(lab.service_containers()) == {"mqtt", "www", "ntp"}
+    found = lab.service_containers()
+    assert set(found) == {"mqtt", "www", "ntp"} and all(c.running for c in found.values()), found
     for name in lab.services:
         fqdn = topo.service_name(name)
         assert dns_query(lab, fqdn, "A") == [str(topo.service_ip(name))], fqdn
