@@ -137,8 +137,8 @@ class Node:
     def install_ca(self) -> bool:
         """Copy the lab's CA certificate to ``GUEST_CA`` (/certs/ca.pem); False if the lab has none.
 
-        The node's filesystem is a RAM disk, so every boot needs it again: ``Lab.up`` and
-        ``reset`` call this after bring-up.
+        The node's filesystem is a RAM disk (it survives a QMP reset, not a cold boot), so
+        ``Lab.up`` and ``reset`` call this after every bring-up.
         """
         src = self.lab.ca_cert
         if not src.is_file():

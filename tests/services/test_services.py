@@ -220,3 +220,14 @@ def test_every_daemon_comes_back_after_a_container_restart(lab: Lab) -> None:
         p = subprocess.run(["docker", "restart", "-t", "2", c.name], capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, (name, p.stderr)
     lanservices.wait_healthy(lab.runtime, lab.topology, timeout=120)
+
+
+def test_a_reset_node_gets_the_ca_again(lab: Lab, nodes: list[Node]) -> None:
+    # The RAM disk survives a QMP reset, but an application may have wiped /certs, and a cold
+    # boot starts empty: Node.reset copies the CA again after bring-up, whatever is there.
+    nd = nodes[-1]
+    guestfs.rm(nd, GUEST_CA)
+    nd.reset()
+    assert guestfs.get(nd, GUEST_CA) == lab.ca_cert.read_bytes()
+    kind, msg = run(nd, guestcode.tls_error("www.lab", 443, "www.lab"))
+    assert (kind, msg) == ("ok", ""), msg
