@@ -294,8 +294,9 @@ class Lab:
         self.progress(f"lab {self.name}: starting {n} node(s) on {self.topology.subnet} (bridge {self.bridge})")
         # The CA and the daemons' certificates come first: the daemons mount them. A lab with
         # no running container gets a new CA.
-        running = any(c.running for c in self.runtime.containers(self.name))
-        lanservices.prepare(self.topology, fresh=not running)
+        running = [c for c in self.runtime.containers(self.name) if c.running]
+        daemons_up = any(c.role == "service" for c in running)
+        lanservices.prepare(self.topology, fresh=not running, daemons_up=daemons_up)
         self.runtime.up(self.topology, n)
         self._nodes = {}
         nodes_ = self.nodes

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .ca import LabCA
 from .daemons import DAEMONS
-from .errors import LabTimeout
+from .errors import LabError, LabTimeout
 from .runtime import ContainerInfo, Runtime
 from .topology import Topology
 
@@ -24,15 +24,22 @@ HEALTH = "/usr/local/bin/mplab-health"
 GUEST_CA = "/certs/ca.pem"  # where every node finds the lab's CA certificate
 
 
-def prepare(topo: Topology, fresh: bool) -> LabCA:
-    """Make the run directory; with ``fresh`` (no daemon running) a new CA and certificates.
+def prepare(topo: Topology, fresh: bool, daemons_up: bool = False) -> LabCA:
+    """Make the run directory; with ``fresh`` (no container of the lab running) a new CA.
 
     A lab that is already up keeps its CA (its daemons and nodes hold that one); one that is
     not gets a new CA even if an old run directory was left behind (a crash before ``down``).
+    A running lab whose daemons hold a CA that is gone from the run directory cannot be
+    mended in place (the daemons would keep the old one): that is an error.
     """
     run = topo.run_dir
-    (run / "www").mkdir(parents=True, exist_ok=True)
     ca = None if fresh else LabCA.load(run)
+    if ca is None and not fresh and daemons_up:
+        raise LabError(
+            f"lab {topo.lab} is running, but its CA is gone from {run}: "
+            f"take it down and up again (mplab --lab {topo.lab} down; mplab --lab {topo.lab} up)"
+        )
+    (run / "www").mkdir(parents=True, exist_ok=True)
     if ca is None:
         ca = LabCA.create(run, topo.lab)
     for name in topo.services:

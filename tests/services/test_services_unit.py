@@ -13,7 +13,7 @@ import yaml
 from lab import lanservices
 from lab.ca import LabCA, fingerprint
 from lab.daemons import DAEMONS, NAMES
-from lab.errors import ConfigError, LabTimeout
+from lab.errors import ConfigError, LabError, LabTimeout
 from lab.runtime import ContainerInfo
 from lab.topology import Topology
 
@@ -151,3 +151,18 @@ def dataclass_services(topo: Topology, services: tuple[str, ...]) -> Topology:
     import dataclasses
 
     return dataclasses.replace(topo, services=services)
+
+
+def test_prepare_makes_a_new_ca_unless_the_lab_runs(tmp_path: Path) -> None:
+    topo = dataclass_services(Topology.load(lab="wtgu", compose_file=compose_with(tmp_path, None)), NAMES)
+    first = fingerprint(lanservices.prepare(topo, fresh=True).cert)
+    assert (topo.run_dir / "www").is_dir()
+    assert sorted(p.name for p in (topo.run_dir / "tls").iterdir()) == [
+        "ca.pem", "mqtt.key", "mqtt.pem", "www.key", "www.pem"
+    ]  # fmt: skip
+    assert fingerprint(lanservices.prepare(topo, fresh=False, daemons_up=True).cert) == first  # kept
+    assert fingerprint(lanservices.prepare(topo, fresh=True).cert) != first  # a stale run dir: new CA
+    assert lanservices.remove(topo) == [f"run dir {topo.run_dir}"] and not topo.run_dir.exists()
+    with pytest.raises(LabError, match="running, but its CA is gone"):
+        lanservices.prepare(topo, fresh=False, daemons_up=True)
+    assert not topo.run_dir.exists()
