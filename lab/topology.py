@@ -275,7 +275,7 @@ class Topology:
                 dhcp_end=IPv4Address(str(dhcp[1])),
                 domain=str(x.get("domain", "lab")),
                 console_port=int(x.get("console_port", 5555)),
-                services=_services(path, x.get("services", list(NAMES))),
+                services=_services(path, x.get("services", _defined(doc)), _defined(doc)),
                 version=version or os.environ.get("MPLAB_VERSION") or _read_version(path),
                 extra={k: v for k, v in x.items() if k not in _KNOWN_X},
             )
@@ -337,11 +337,25 @@ def validate_services(names: Any) -> tuple[str, ...]:
     return tuple(n for n in NAMES if n in names)
 
 
-def _services(path: Path, names: Any) -> tuple[str, ...]:
+def _defined(doc: dict[str, Any]) -> list[str]:
+    """The service daemons the compose file defines (all of them in the repo's)."""
+    return [n for n in NAMES if isinstance(doc["services"].get(n), dict)]
+
+
+def _services(path: Path, names: Any, defined: list[str]) -> tuple[str, ...]:
+    """x-mplab.services, validated; without the key, every daemon the compose file defines."""
     try:
-        return validate_services(names)
+        out = validate_services(names)
     except ConfigError as e:
         raise _bad(path, f"x-mplab.services: {e}", f"list some of {', '.join(NAMES)} (or [] for none)") from None
+    missing = [n for n in out if n not in defined]
+    if missing:
+        raise _bad(
+            path,
+            f"x-mplab.services names {', '.join(missing)}, but the file defines no such compose service",
+            "copy its service from the repo's docker-compose.yml, or leave it out of x-mplab.services",
+        )
+    return out
 
 
 def validate_nodes(n: int) -> int:

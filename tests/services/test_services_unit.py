@@ -166,3 +166,17 @@ def test_prepare_makes_a_new_ca_unless_the_lab_runs(tmp_path: Path) -> None:
     with pytest.raises(LabError, match="running, but its CA is gone"):
         lanservices.prepare(topo, fresh=False, daemons_up=True)
     assert not topo.run_dir.exists()
+
+
+def test_services_must_be_defined_in_the_compose_file(tmp_path: Path) -> None:
+    doc = yaml.safe_load(COMPOSE.read_text())
+    del doc["services"]["www"]
+    doc["x-mplab"].pop("services")
+    p = tmp_path / "docker-compose.yml"
+    p.write_text(yaml.safe_dump(doc))
+    # without the key: the daemons the file defines
+    assert Topology.load(lab="wtgu", compose_file=p).services == ("mqtt", "ntp")
+    doc["x-mplab"]["services"] = ["www"]
+    p.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="names www, but the file defines no such compose service"):
+        Topology.load(lab="wtgu", compose_file=p)
