@@ -1,15 +1,17 @@
-"""A certificate authority per lab, made at ``up`` with the openssl CLI (no Python dependency).
+"""The certificate authority of one lab, made at ``up`` (docs/services.md), on ``lab.pki``.
 
-Layout under the lab's run directory (``Topology.run_dir``; docs/services.md)::
+Layout under the lab's run directory (``Topology.run_dir``)::
 
-    ca/ca.key, ca/ca.pem, ca/...   the CA's key and openssl's bookkeeping (0700; never mounted)
-    tls/ca.pem                     the CA certificate: copied onto every node as /certs/ca.pem
-    tls/<svc>.pem, tls/<svc>.key   each service daemon's certificate and key (mounted read-only)
+    ca/<CA>.key, ca/<CA>.pem, ca/...  the CA's key and openssl's bookkeeping (0700; never mounted)
+    tls/ca.pem                        the CA certificate: copied onto every node as /certs/ca.pem
+    tls/<svc>/ca.pem, <svc>.pem, <svc>.key   one daemon's CA copy, certificate and key: mounted
+                                      read-only into that daemon's container only
 
-Keys are ECDSA P-256: mbedTLS on the guest verifies them and does ECDHE-ECDSA quickly, and the
-PEMs are small to copy onto a node. Certificates start an hour in the past, so that a guest
-whose clock lags a little still accepts them. A fresh CA has a fresh key and a random serial
-and subject, so two labs (or two runs of one lab) never share one.
+``lab.pki`` does the openssl work (ECDSA P-256 keys: mbedTLS on the guest verifies them and
+does ECDHE-ECDSA quickly, and the PEMs are small to copy onto a node; certificates start an
+hour in the past, for a guest whose clock lags a little). This module adds what a lab needs:
+a CA subject that is new every time (so two labs, or two runs of one lab, never share a CA),
+IP SANs, a validity of a month, and the split between what the daemons may see and the CA key.
 """
 
 from __future__ import annotations
@@ -18,51 +20,19 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pki
 from .errors import LabError
 
-DAYS = 30  # a lab lives hours; a month is plenty and still expires
-BACKDATE_S = 3600
-_CNF = """\
-[ca]
-default_ca = lab
-[lab]
-dir = {dir}
-database = $dir/index.txt
-new_certs_dir = $dir/issued
-serial = $dir/serial
-default_md = sha256
-policy = any
-unique_subject = no
-email_in_dn = no
-[any]
-organizationName = optional
-commonName = supplied
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca_ext]
-basicConstraints = critical,CA:TRUE,pathlen:0
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[leaf_ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = {sans}
-"""
+VALID = (-pki.HOUR, 30 * pki.DAY)  # a lab lives hours or days; a month is plenty and still expires
+_PREFIX = "mplab_lab_"  # the CA key's file name in ca/: mplab_lab_<lab>_CA_<random>.key
 
 
 class CAError(LabError):
-    """openssl failed while making the lab's CA or a certificate."""
+    """A lab CA is missing or broken."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +47,6 @@ class LabCA:
     """The CA of one lab: ``LabCA.create(run_dir, "x")``, then ``issue("mqtt", [...], [...])``."""
 
     run_dir: Path
-    subject: str = ""  # the CA's subject when this object made it
 
     @property
     def work(self) -> Path:
@@ -88,29 +57,26 @@ class LabCA:
         return self.run_dir / "tls"
 
     @property
-    def key(self) -> Path:
-        return self.work / "ca.key"
-
-    @property
     def cert(self) -> Path:
         """The CA certificate as the services and nodes see it (tls/ca.pem)."""
         return self.tls / "ca.pem"
 
+    @property
+    def key(self) -> Path:
+        """The CA's private key (in ca/, which no container mounts)."""
+        return self._pki().key_path
+
     @classmethod
     def create(cls, run_dir: Path, lab: str) -> LabCA:
         """A new CA in ``run_dir`` (any earlier CA there is removed first)."""
-        ca = cls(Path(run_dir), f"/O=mplab/CN=mplab lab {lab} CA {secrets.token_hex(4)}")
+        ca = cls(Path(run_dir))
         for d in (ca.work, ca.tls):
             shutil.rmtree(d, ignore_errors=True)
         ca.work.mkdir(parents=True, mode=0o700)
         ca.tls.mkdir(parents=True, mode=0o755)
-        (ca.work / "issued").mkdir()
-        (ca.work / "index.txt").write_text("")
-        (ca.work / "serial").write_text(secrets.token_hex(16) + "\n")
-        csr = ca.work / "ca.csr"
-        ca._newkey(ca.key, csr, ca.subject)
-        ca._sign(csr, ca.work / "ca.pem", "ca_ext", "IP:127.0.0.1", selfsign=True)
-        shutil.copyfile(ca.work / "ca.pem", ca.cert)
+        made = pki.CA.make(ca.work, f"mplab lab {lab} CA {secrets.token_hex(4)}", key="ec", valid=VALID)
+        os.chmod(made.key_path, 0o600)
+        shutil.copyfile(made.cert_path, ca.cert)
         os.chmod(ca.cert, 0o644)
         return ca
 
@@ -118,60 +84,41 @@ class LabCA:
     def load(cls, run_dir: Path) -> LabCA | None:
         """The CA already in ``run_dir``, or None."""
         ca = cls(Path(run_dir))
-        return ca if ca.key.is_file() and ca.cert.is_file() else None
+        try:
+            ca._pki()
+        except CAError:
+            return None
+        return ca if ca.cert.is_file() else None
 
     def issue(self, name: str, dns: Sequence[str], ips: Sequence[str]) -> Issued:
-        """A certificate for ``name`` (tls/<name>.pem, .key) with CN dns[0] and these SANs."""
+        """A certificate for ``name`` (tls/<name>/<name>.pem, .key, beside a copy of ca.pem) with
+        CN dns[0] and these SANs."""
         if not dns:
             raise CAError(f"certificate {name}: needs at least one DNS name")
-        key, cert, csr = self.tls / f"{name}.key", self.tls / f"{name}.pem", self.work / f"{name}.csr"
-        self._newkey(key, csr, f"/O=mplab/CN={dns[0]}")
-        sans = ",".join([*(f"DNS:{d}" for d in dns), *(f"IP:{a}" for a in ips)])
-        self._sign(csr, cert, "leaf_ext", sans)
+        leaf = self._pki().issue(dns[0], key="ec", san=list(dns[1:]), valid=VALID, ips=list(ips))
+        d = self.tls / name
+        d.mkdir(mode=0o755, exist_ok=True)
+        shutil.copyfile(self.cert, d / "ca.pem")
+        os.chmod(d / "ca.pem", 0o644)
+        key, cert = d / f"{name}.key", d / f"{name}.pem"
+        shutil.copyfile(leaf.cert_path, cert)
+        shutil.copyfile(leaf.key_path, key)
         os.chmod(key, 0o600)
         os.chmod(cert, 0o644)
+        leaf.key_path.unlink()  # one copy of each key, in tls/
         return Issued(name, cert, key)
 
-    # ---- openssl --------------------------------------------------------------------
-    def _newkey(self, key: Path, csr: Path, subject: str) -> None:
-        _openssl(
-            [
-                *("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-                *("-keyout", str(key), "-out", str(csr), "-subj", subject),
-            ],
-            self.work,
-        )
-        os.chmod(key, 0o600)
-
-    def _sign(self, csr: Path, out: Path, ext: str, sans: str, selfsign: bool = False) -> None:
-        cnf = self.work / "openssl.cnf"
-        cnf.write_text(_CNF.format(dir=self.work, sans=sans))
-        start = time.gmtime(time.time() - BACKDATE_S)
-        end = time.gmtime(time.time() + DAYS * 86400)
-        args = ["ca", "-batch", "-config", str(cnf), "-in", str(csr), "-out", str(out), "-notext", "-rand_serial"]
-        args += ["-startdate", time.strftime("%Y%m%d%H%M%SZ", start), "-enddate", time.strftime("%Y%m%d%H%M%SZ", end)]
-        args += ["-extensions", ext, "-keyfile", str(self.key)]
-        args += ["-selfsign"] if selfsign else ["-cert", str(self.work / "ca.pem")]
-        _openssl(args, self.work)
-
-
-def _openssl(args: list[str], cwd: Path) -> None:
-    exe = shutil.which("openssl")
-    if exe is None:
-        raise CAError("openssl not found: install it (apt-get install openssl) to make the lab's CA")
-    try:
-        p = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        raise CAError(f"openssl {args[0]} did not finish within 60 s") from None
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
-        raise CAError(f"openssl {args[0]} failed in {cwd}: {last}")
+    def _pki(self) -> pki.CA:
+        keys = sorted(self.work.glob(f"{_PREFIX}*.key")) if self.work.is_dir() else []
+        if len(keys) != 1:
+            raise CAError(f"{self.work}: no lab CA key there (found {len(keys)})")
+        k = keys[0]
+        return pki.CA(k.stem.replace("_", " "), k, k.with_suffix(".pem"), self.work)
 
 
 def fingerprint(cert: Path) -> str:
     """The SHA-256 fingerprint of a PEM certificate (openssl's colon-separated hex)."""
-    exe = shutil.which("openssl") or "openssl"
-    argv = [exe, "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256"]
+    argv = ["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256"]
     p = subprocess.run(argv, capture_output=True, text=True, check=False)
     if p.returncode != 0:
         raise CAError(f"{cert}: not a certificate ({p.stderr.strip()})")

@@ -43,7 +43,7 @@ def prepare(topo: Topology, fresh: bool, daemons_up: bool = False) -> LabCA:
     if ca is None:
         ca = LabCA.create(run, topo.lab)
     for name in topo.services:
-        if DAEMONS[name].tls_ports and not (ca.tls / f"{name}.pem").is_file():  # new, or added to a running lab
+        if DAEMONS[name].tls_ports and not (ca.tls / name / f"{name}.pem").is_file():  # new, or added to a running lab
             ca.issue(name, [topo.service_name(name)], [str(topo.service_ip(name)), str(topo.service_ip6(name))])
     return ca
 

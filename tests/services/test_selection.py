@@ -12,7 +12,7 @@ import dataclasses
 from svchelp import dns_query
 
 from lab import Lab, guestfs
-from lab.ca import fingerprint
+from lab.ca import LabCA, fingerprint
 from lab.lab import GUEST_CA
 from lab.topology import Topology
 
@@ -36,7 +36,7 @@ def test_services_selects_the_daemons_and_down_removes_every_one_and_every_key(l
         assert ca.read_bytes() != lab.ca_cert.read_bytes()
         assert guestfs.get(other.nodes[0], GUEST_CA) == ca.read_bytes()
         assert sorted(p.name for p in (run_dir / "tls").iterdir()) == ["ca.pem"]  # no key for absent daemons
-        keys = [run_dir / "ca" / "ca.key"]
+        keys = [LabCA(run_dir).key, run_dir / "tls" / "ca.pem"]
         assert all(k.is_file() for k in keys)
     finally:
         other.down()

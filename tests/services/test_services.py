@@ -22,6 +22,7 @@ from scapy.layers.inet import TCP, UDP
 from svchelp import dns_query, run, tcp_payload
 
 from lab import Lab, Node, guestfs, lanservices
+from lab.ca import LabCA
 from lab.daemons import DAEMONS
 from lab.lab import GUEST_CA
 from lab.packets import payload_of
@@ -204,13 +205,16 @@ def test_keys_stay_in_the_run_dir_and_the_ca_key_is_not_mounted(lab: Lab) -> Non
     assert lab.ca_cert == tls / "ca.pem"
     for name in lab.services:
         if not DAEMONS[name].tls_ports:
-            assert not (tls / f"{name}.key").exists(), name
+            assert not (tls / name).exists(), name
             continue
-        assert (tls / f"{name}.key").stat().st_mode & 0o077 == 0, name  # owner only
-    assert (lab.run_dir / "ca" / "ca.key").stat().st_mode & 0o077 == 0
+        assert (tls / name / f"{name}.key").stat().st_mode & 0o077 == 0, name  # owner only
+    ca_key = LabCA(lab.run_dir).key
+    assert ca_key.parent == lab.run_dir / "ca" and ca_key.stat().st_mode & 0o077 == 0
     for name, c in lab.service_containers().items():
-        p = lab.runtime.exec(c.name, ["ls", "/etc/mplab/tls"])
-        assert p.returncode == 0 and "ca.key" not in p.stdout, (name, p.stdout)
+        # a daemon sees the CA certificate and its own certificate and key, nothing else
+        p = lab.runtime.exec(c.name, ["sh", "-c", "ls /etc/mplab/tls 2>/dev/null; true"])
+        want = ["ca.pem", f"{name}.key", f"{name}.pem"] if DAEMONS[name].tls_ports else []
+        assert sorted(p.stdout.split()) == want, (name, p.stdout, p.stderr)
 
 
 def test_every_daemon_comes_back_after_a_container_restart(lab: Lab) -> None:

@@ -157,9 +157,9 @@ def test_prepare_makes_a_new_ca_unless_the_lab_runs(tmp_path: Path) -> None:
     topo = dataclass_services(Topology.load(lab="wtgu", compose_file=compose_with(tmp_path, None)), NAMES)
     first = fingerprint(lanservices.prepare(topo, fresh=True).cert)
     assert (topo.run_dir / "www").is_dir()
-    assert sorted(p.name for p in (topo.run_dir / "tls").iterdir()) == [
-        "ca.pem", "mqtt.key", "mqtt.pem", "www.key", "www.pem"
-    ]  # fmt: skip
+    tls = topo.run_dir / "tls"
+    assert sorted(p.name for p in tls.iterdir()) == ["ca.pem", "mqtt", "www"]  # no certificate for ntp
+    assert sorted(p.name for p in (tls / "www").iterdir()) == ["ca.pem", "www.key", "www.pem"]  # its own only
     assert fingerprint(lanservices.prepare(topo, fresh=False, daemons_up=True).cert) == first  # kept
     assert fingerprint(lanservices.prepare(topo, fresh=True).cert) != first  # a stale run dir: new CA
     assert lanservices.remove(topo) == [f"run dir {topo.run_dir}"] and not topo.run_dir.exists()
