@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket upstream-tests lint conformance differential repro bench firmware-all clean
+	lab-logs test test-firmware test-lab test-socket test-services upstream-tests lint conformance differential repro bench firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -77,6 +77,9 @@ test-lab: setup ## only the lab tests
 
 test-socket: setup ## only the socket conformance suite
 	@$(PY) -m pytest tests/socket $(PYTEST_ARGS)
+
+test-services: setup ## only the service daemons' tests (MQTT, HTTP(S), NTP, the lab CA; docs/services.md)
+	@$(PY) -m pytest tests/services $(PYTEST_ARGS)
 
 upstream-tests: setup ## upstream MicroPython's asyncio/ssl/tls/select/socket/net_hosted tests on a lab node
 	@$(PY) -m pytest tests/upstream --mplab-nodes 1 $(PYTEST_ARGS)

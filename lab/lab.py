@@ -12,7 +12,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from . import hostnet, impair, linux_peer
+from . import guestfs, hostnet, impair, lanservices, linux_peer
 from .console import Console, ConsoleError
 from .errors import ConfigError, LabTimeout, NodeError
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
@@ -20,6 +20,7 @@ from .topology import Topology
 from .util import wait_until
 
 LEASES = "/var/lib/misc/dnsmasq.leases"
+GUEST_CA = lanservices.GUEST_CA  # the lab CA's certificate on every node: /certs/ca.pem
 Progress = Callable[[str], None]
 
 
@@ -126,11 +127,26 @@ class Node:
         if bringup:
             self.console.enter_raw(timeout=10.0)
             self.bringup()
+            self.install_ca()
             self.wait_connected(timeout)
 
     def bringup(self) -> None:
         # Generous: a node booting on a loaded host can take seconds to answer its console.
         self.exec(bringup_code(self.name), timeout=30.0)
+
+    def install_ca(self) -> bool:
+        """Copy the lab's CA certificate to ``GUEST_CA`` (/certs/ca.pem); False if the lab has none.
+
+        The node's filesystem is a RAM disk (it survives a QMP reset, not a cold boot), so
+        ``Lab.up`` and ``reset`` call this after every bring-up.
+        """
+        src = self.lab.ca_cert
+        if not src.is_file():
+            return False
+        d = GUEST_CA.rsplit("/", 1)[0]
+        self.exec(f"import os\ntry:\n    os.mkdir({d!r})\nexcept OSError:\n    pass", timeout=15.0)
+        guestfs.put(self, src.read_bytes(), GUEST_CA)
+        return True
 
     def connected(self) -> bool:
         return bool(self.eval("lan.isconnected()", timeout=5.0))
@@ -225,6 +241,32 @@ class Lab:
     def subnet(self) -> IPv4Network:
         return self.topology.subnet
 
+    # ---- service daemons and the lab CA (docs/services.md) ---------------------------
+    @property
+    def run_dir(self) -> Path:
+        """The lab's host directory (build/labs/<lab>): ``tls/`` (CA and service certificates),
+        ``ca/`` (the CA's key), ``www/`` (served by nginx at http(s)://www.<domain>/). Made at
+        ``up``, removed with everything in it at ``down``."""
+        return self.topology.run_dir
+
+    @property
+    def ca_cert(self) -> Path:
+        """The host path of the lab CA's certificate, the file every node has at ``GUEST_CA``."""
+        return lanservices.ca_cert(self.topology)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The service daemons this lab starts (x-mplab.services): some of mqtt, www, ntp."""
+        return self.topology.services
+
+    def service_ip(self, name: str) -> str:
+        """The IPv4 address of service ``name`` (its DNS name is ``<name>.<domain>``)."""
+        return str(self.topology.service_ip(name))
+
+    def service_containers(self) -> dict[str, ContainerInfo]:
+        """service name -> its container, for the daemons that exist."""
+        return lanservices.daemons(self.runtime.containers(self.name))
+
     def capture(self, path: Path | str, bpf: str | None = None, node: str | None = None, console: bool = False) -> Any:
         """A (not yet started) Capture on the lab bridge, optionally of one node's frames.
 
@@ -250,6 +292,11 @@ class Lab:
         self._host_net("ensure")
         t0 = time.monotonic()
         self.progress(f"lab {self.name}: starting {n} node(s) on {self.topology.subnet} (bridge {self.bridge})")
+        # The CA and the daemons' certificates come first: the daemons mount them. A lab with
+        # no running container gets a new CA.
+        running = [c for c in self.runtime.containers(self.name) if c.running]
+        daemons_up = any(c.role == "service" for c in running)
+        lanservices.prepare(self.topology, fresh=not running, daemons_up=daemons_up)
         self.runtime.up(self.topology, n)
         self._nodes = {}
         nodes_ = self.nodes
@@ -262,6 +309,8 @@ class Lab:
             )
         if bringup:
             self._bringup(nodes_, timeout, t0)
+        if self.topology.services:
+            lanservices.wait_healthy(self.runtime, self.topology, timeout, self.progress)
         self.progress(f"lab {self.name}: up, {n} node(s), {time.monotonic() - t0:.1f}s")
         return nodes_
 
@@ -283,6 +332,7 @@ class Lab:
             try:
                 nd.console  # noqa: B018 (connect)
                 nd.bringup()
+                nd.install_ca()
             except ConsoleError as e:
                 raise NodeError(f"{self.name}/{nd.name}: bring-up failed: {e}\nconsole log:\n{nd.logs(tail=20)}") from e
             self.progress(f"  {nd.name}: REPL ok, DHCP started (mac {nd.mac})")
@@ -315,6 +365,7 @@ class Lab:
         self.runtime.check()
         swept += linux_peer.cleanup(self.name)  # before the LAN: its endpoint would keep it
         swept += self.runtime.down(self.name, self.topology)
+        swept += lanservices.remove(self.topology)  # the CA, every key, www/
         self.progress(f"lab {self.name}: down")
         return swept
 
@@ -373,6 +424,9 @@ class Lab:
             p = self.runtime.exec(svc.name, ["cat", "/sys/class/net/eth0/address"], timeout=10)
             if p.returncode == 0:
                 out[self.services_ip] = p.stdout.strip()
+        for c in self.service_containers().values():
+            if c.ip:
+                out[c.ip] = c.mac
         for nd in self.nodes:
             if nd.container_ip:
                 out.setdefault(nd.container_ip, "")

@@ -31,6 +31,7 @@ import subprocess
 import time
 from typing import Any
 
+from .daemons import NAMES
 from .errors import LabError
 from .topology import LanView
 
@@ -66,6 +67,7 @@ def peer_ip(lab: LanView) -> str:
     net = ipaddress.ip_network(str(topo.subnet))
     taken = {ipaddress.ip_address(str(topo.gateway)), ipaddress.ip_address(str(topo.services_ip))}
     taken.add(net.network_address + 37)  # tests/socket: the "silent" address nobody may hold
+    taken |= {ipaddress.ip_address(str(topo.service_ip(n))) for n in NAMES}  # the service daemons
     rng = ipaddress.ip_network(str(topo.ip_range))
     lo, hi = ipaddress.ip_address(str(topo.dhcp_start)), ipaddress.ip_address(str(topo.dhcp_end))
     for k in range(_OFFSET, 64):

@@ -71,7 +71,13 @@ class CA(Leaf):
     dir: Path
 
     @classmethod
-    def make(cls, directory: Path, cn: str = "mplab test CA", key: str = "ec") -> CA:
+    def make(
+        cls,
+        directory: Path,
+        cn: str = "mplab test CA",
+        key: str = "ec",
+        valid: tuple[dt.timedelta, dt.timedelta] = (-HOUR, 2 * DAY),
+    ) -> CA:
         directory.mkdir(parents=True, exist_ok=True)
         stem = cn.replace(" ", "_")
         key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.pem"
@@ -80,7 +86,7 @@ class CA(Leaf):
         csr, ext = directory / f"{stem}.csr", directory / f"{stem}.ext"
         _openssl("req", "-new", "-key", str(key_path), "-out", str(csr), "-subj", f"/CN={cn}", cwd=directory)
         ext.write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
-        _sign(ca, csr, cert_path, ext, selfsign=True)
+        _sign(ca, csr, cert_path, ext, selfsign=True, valid=valid)
         return ca
 
     def issue(
@@ -90,16 +96,17 @@ class CA(Leaf):
         san: list[str] | None = None,
         valid: tuple[dt.timedelta, dt.timedelta] = (-HOUR, 2 * DAY),
         tag: str = "",
+        ips: list[str] | None = None,
     ) -> Leaf:
-        """A leaf for ``cn`` (also its DNS SAN, with ``san`` added), valid from ``valid[0]`` to
-        ``valid[1]`` relative to now (default: an hour ago to two days on); ``tag`` keeps the files
-        of several leaves for one name apart."""
+        """A leaf for ``cn`` (also its DNS SAN, with ``san`` added, and IP SANs ``ips``), valid
+        from ``valid[0]`` to ``valid[1]`` relative to now (default: an hour ago to two days on);
+        ``tag`` keeps the files of several leaves for one name apart."""
         stem = f"{cn}-{key}{tag}".replace(" ", "_")
         key_path, csr, cert_path = (self.dir / f"{stem}{ext}" for ext in (".key", ".csr", ".pem"))
         _genkey(key_path, key)
         _openssl("req", "-new", "-key", str(key_path), "-out", str(csr), "-subj", f"/CN={cn}", cwd=self.dir)
         ext = self.dir / f"{stem}.ext"
-        names = ",".join(f"DNS:{n}" for n in [cn, *(san or [])])
+        names = ",".join([*(f"DNS:{n}" for n in [cn, *(san or [])]), *(f"IP:{a}" for a in ips or [])])
         ext.write_text(f"subjectAltName={names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
         _sign(self, csr, cert_path, ext, valid=valid)
         return Leaf(cn, key_path, cert_path)

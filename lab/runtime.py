@@ -38,6 +38,7 @@ class ContainerInfo:
     console_host_port: int | None  # 127.0.0.1:<port> → the console port (x-mplab.console_port)
     pid: int
     labels: dict[str, str] = field(default_factory=dict)
+    mac: str = ""  # the container's MAC on the lab network
 
     @property
     def node_name(self) -> str:
@@ -137,7 +138,9 @@ class ComposeRuntime(Runtime):
 
     # ---- lifecycle ------------------------------------------------------------------
     def up(self, topo: Topology, nodes: int) -> None:
-        self._compose_run(topo, ["up", "-d", "--scale", f"node={nodes}", "--remove-orphans"])
+        # Name the compose services: the daemons not in x-mplab.services stay down.
+        services = ["services", "node", *topo.services]
+        self._compose_run(topo, ["up", "-d", "--scale", f"node={nodes}", "--remove-orphans", *services])
 
     def down(self, lab: str, topo: Topology | None = None) -> list[str]:
         if topo is not None and topo.compose_file.is_file():
@@ -216,9 +219,10 @@ def _container_info(c: dict) -> ContainerInfo:
     labels = (c.get("Config") or {}).get("Labels") or {}
     st = c.get("State") or {}
     nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
-    ip = ""
+    ip = mac = ""
     for _name, n in nets.items():
         ip = n.get("IPAddress") or ip
+        mac = n.get("MacAddress") or mac
     ports = ((c.get("NetworkSettings") or {}).get("Ports")) or {}
     host_port = None
     published = [b for key, binds in sorted(ports.items()) if key.endswith("/tcp") for b in binds or []]
@@ -242,4 +246,5 @@ def _container_info(c: dict) -> ContainerInfo:
         console_host_port=host_port,
         pid=int(st.get("Pid") or 0),
         labels=labels,
+        mac=mac.lower(),
     )

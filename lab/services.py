@@ -4,6 +4,9 @@ The services image (images/services/peers.py) runs these servers; it cannot impo
 so its own ``PORTS`` table must equal this one (tests/scenarios/test_scenario_schema.py checks
 that). Everything in the lab that needs a service's port (scenario ``kind: services`` peers,
 docs) reads it from here.
+
+The lab's real service daemons (Mosquitto, nginx, chrony: ``mqtt.lab``, ``www.lab``,
+``ntp.lab``, each in a container of its own) are another table: lab/daemons.py.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from .daemons import DAEMONS, NAMES
 from .errors import ConfigError
 
 LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,9}$")
@@ -147,6 +148,8 @@ class Topology:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     # extra compose files merged over compose_file (`-f` each), e.g. a per-run firmware volume
     overrides: tuple[Path, ...] = ()
+    # x-mplab.services: the service daemons that start (lab/daemons.py; docs/services.md)
+    services: tuple[str, ...] = NAMES
 
     @property
     def project(self) -> str:
@@ -176,6 +179,23 @@ class Topology:
     def services_ip6(self) -> IPv6Address:
         return self.subnet6.network_address + 2
 
+    def service_ip(self, name: str) -> IPv4Address:
+        """The address of the service daemon ``name`` (``mqtt``: subnet + 11)."""
+        return self.subnet.network_address + DAEMONS[name].host
+
+    def service_ip6(self, name: str) -> IPv6Address:
+        """Its IPv6 address: the host number's decimal digits as the last group (``::11``)."""
+        return self.subnet6.network_address + int(str(DAEMONS[name].host), 16)
+
+    def service_name(self, name: str) -> str:
+        """Its DNS name: ``mqtt.lab``."""
+        return f"{name}.{self.domain}"
+
+    @property
+    def run_dir(self) -> Path:
+        """The lab's directory on the host: its CA, the services' keys, ``www/`` (build/labs/<lab>)."""
+        return self.compose_file.parent / "build" / "labs" / self.lab
+
     def ip6(self, node: str) -> IPv6Address:
         """``node``'s global IPv6 address (SLAAC from its MAC)."""
         return slaac_address(self.subnet6, self.mac(node))
@@ -197,6 +217,10 @@ class Topology:
             "MPLAB_SUBNET6": str(self.subnet6),
             "MPLAB_GATEWAY6": str(self.gateway6),
             "MPLAB_SERVICES_IP6": str(self.services_ip6),
+            "MPLAB_RUN_DIR": str(self.run_dir),
+            "MPLAB_LAB_SERVICES": " ".join(self.services),
+            **{f"MPLAB_{n.upper()}_IP": str(self.service_ip(n)) for n in NAMES},
+            **{f"MPLAB_{n.upper()}_IP6": str(self.service_ip6(n)) for n in NAMES},
         }
 
     def with_subnet(self, subnet: IPv4Network) -> Topology:
@@ -251,6 +275,7 @@ class Topology:
                 dhcp_end=IPv4Address(str(dhcp[1])),
                 domain=str(x.get("domain", "lab")),
                 console_port=int(x.get("console_port", 5555)),
+                services=_services(path, x.get("services", _defined(doc)), _defined(doc)),
                 version=version or os.environ.get("MPLAB_VERSION") or _read_version(path),
                 extra={k: v for k, v in x.items() if k not in _KNOWN_X},
             )
@@ -278,6 +303,15 @@ class Topology:
             )
         if topo.dhcp_start in topo.ip_range or topo.dhcp_end in topo.ip_range:
             raise _bad(path, "the DHCP pool overlaps ip_range", "keep the guest pool outside the containers' ip_range")
+        for name in NAMES:
+            a = topo.service_ip(name)
+            if a in topo.ip_range or topo.dhcp_start <= a <= topo.dhcp_end or a in (topo.gateway, topo.services_ip):
+                raise _bad(
+                    path,
+                    f"service {name}'s address {a} (subnet + {DAEMONS[name].host}) is taken by ip_range, "
+                    "the DHCP pool, the gateway or services_ip",
+                    "keep subnet + 11..13 free (docs/services.md)",
+                )
         if nodes is not None:
             topo = _replace(topo, nodes=nodes)
         validate_nodes(topo.nodes)
@@ -286,7 +320,42 @@ class Topology:
         return topo
 
 
-_KNOWN_X = {"lab", "nodes", "domain", "subnet", "gateway", "services_ip", "ip_range", "dhcp", "console_port"}
+_KNOWN_X = {
+    *("lab", "nodes", "domain", "subnet", "gateway", "services_ip", "ip_range", "dhcp", "console_port"),
+    "services",
+}
+
+
+def validate_services(names: Any) -> tuple[str, ...]:
+    """``names`` as a tuple of service daemon names (in lab/daemons.py's order), or ConfigError."""
+    valid = ", ".join(NAMES)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"not a list of names (got {names!r}): valid services are {valid}")
+    unknown = [n for n in names if n not in DAEMONS]
+    if unknown:
+        raise ConfigError(f"unknown service {', '.join(map(repr, unknown))}: valid services are {valid}")
+    return tuple(n for n in NAMES if n in names)
+
+
+def _defined(doc: dict[str, Any]) -> list[str]:
+    """The service daemons the compose file defines (all of them in the repo's)."""
+    return [n for n in NAMES if isinstance(doc["services"].get(n), dict)]
+
+
+def _services(path: Path, names: Any, defined: list[str]) -> tuple[str, ...]:
+    """x-mplab.services, validated; without the key, every daemon the compose file defines."""
+    try:
+        out = validate_services(names)
+    except ConfigError as e:
+        raise _bad(path, f"x-mplab.services: {e}", f"list some of {', '.join(NAMES)} (or [] for none)") from None
+    missing = [n for n in out if n not in defined]
+    if missing:
+        raise _bad(
+            path,
+            f"x-mplab.services names {', '.join(missing)}, but the file defines no such compose service",
+            "copy its service from the repo's docker-compose.yml, or leave it out of x-mplab.services",
+        )
+    return out
 
 
 def validate_nodes(n: int) -> int:

@@ -46,7 +46,8 @@ node-image: $(_MPLAB_BASE_DEP)
 services-image: $(_MPLAB_BASE_DEP)
 	@scripts/ensure-docker.sh
 	@DOCKER="$(DOCKER)" images/build-image.sh $(SERVICES_IMAGE) $(BASE_IMAGE) images/services/Dockerfile \
-	    images/services/entrypoint.sh images/services/peers.py
+	    images/services/entrypoint.sh images/services/daemon.sh \
+	    images/services/health.py images/services/peers.py
 
 images-clean:
 	-@$(DOCKER) image rm $(NODE_IMAGE) $(SERVICES_IMAGE) 2>/dev/null || true

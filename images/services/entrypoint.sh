@@ -5,8 +5,17 @@
 # Env: MPLAB_LAB, MPLAB_SUBNET, MPLAB_GATEWAY, MPLAB_SERVICES_IP,
 #      MPLAB_DHCP_START, MPLAB_DHCP_END, MPLAB_DOMAIN (lab), MPLAB_DHCP_LEASE (12h),
 #      MPLAB_SUBNET6, MPLAB_GATEWAY6, MPLAB_SERVICES_IP6 (IPv6; unset = an IPv4-only LAN),
-#      MPLAB_PEERS (1; 0 = no peers), MPLAB_DNSMASQ_EXTRA (extra dnsmasq options).
+#      MPLAB_PEERS (1; 0 = no peers), MPLAB_DNSMASQ_EXTRA (extra dnsmasq options),
+#      MPLAB_LAB_SERVICES ("mqtt www ntp": the daemons that run, each in a container of its
+#      own) with MPLAB_<NAME>_IP / MPLAB_<NAME>_IP6: one DNS name <name>.<domain> each.
+# With an argument (mqtt, www, ntp) it is that daemon's container instead: mplab-daemon.
 set -euo pipefail
+
+case "${1:-}" in
+    "") ;;
+    mqtt|www|ntp) exec /usr/local/bin/mplab-daemon "$@" ;;
+    *) echo "mplab-services: unknown role '$1' (use no argument, mqtt, www or ntp)" >&2; exit 2 ;;
+esac
 
 log() { echo "mplab-services: $*" >&2; }
 
@@ -70,9 +79,16 @@ host-record=host.$DOMAIN,$GATEWAY6
 host-record=services.$DOMAIN,peer.$DOMAIN,$SERVICES_IP6
 CONF
 fi
+# The lab's service daemons: <name>.<domain> = that daemon's container (IPv4 and IPv6).
+for svc in ${MPLAB_LAB_SERVICES:-}; do
+    up=${svc^^}
+    v4=MPLAB_${up}_IP v6=MPLAB_${up}_IP6
+    [ -n "${!v4:-}" ] || { log "service $svc has no $v4"; exit 1; }
+    echo "host-record=$svc.$DOMAIN,${!v4}${SUBNET6:+${!v6:+,${!v6}}}" >>"$CONF"
+done
 for opt in ${MPLAB_DNSMASQ_EXTRA:-}; do echo "${opt#--}" >>"$CONF"; done
 
-log "lab=$LAB subnet=$SUBNET gateway=$GATEWAY services=$SERVICES_IP dhcp=$DHCP_START-$DHCP_END domain=$DOMAIN subnet6=${SUBNET6:-none}"
+log "lab=$LAB subnet=$SUBNET gateway=$GATEWAY services=$SERVICES_IP dhcp=$DHCP_START-$DHCP_END domain=$DOMAIN subnet6=${SUBNET6:-none} daemons=${MPLAB_LAB_SERVICES:-none}"
 
 pids=()
 dnsmasq --conf-file="$CONF" 2>&1 &

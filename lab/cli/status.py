@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..lab import Lab
+from ..lab import GUEST_CA, Lab
 from ._common import open_lab
 
 
@@ -25,6 +25,7 @@ def print_status(lab: Lab) -> int:
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     _print_impairments(lab, rows)
+    _print_services(lab)
     down = 0
     for r in rows:
         if r.console_tail:
@@ -43,6 +44,18 @@ def _print_impairments(lab: Lab, rows: list) -> None:
             imp = lab.node(r.name).impairments()
             if imp:
                 print(f"impairments {r.name}: {describe(imp)}")
+
+
+def _print_services(lab: Lab) -> None:
+    """One line per service daemon (docs/services.md): name, address, state; and the CA."""
+    found = lab.service_containers()
+    topo = lab.topology
+    for name in lab.services:
+        c = found.get(name)
+        state = "missing" if c is None else ("up" if c.running else f"down ({c.state}, exit {c.exit_code})")
+        print(f"service {name}: {topo.service_name(name)} {topo.service_ip(name)} [{topo.service_ip6(name)}] {state}")
+    if lab.services:
+        print(f"lab CA: {lab.ca_cert} (on each node: {GUEST_CA})")
 
 
 def run(args: argparse.Namespace) -> int:

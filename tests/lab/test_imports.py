@@ -40,9 +40,14 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.services",
             "lab.qmp",
             "lab.pki",
+            "lab.ca",
+            "lab.lanservices",
         },
     ),  # fmt: skip
-    ("data", {"lab.topology", "lab.errors", "lab.util", "lab.spec", "lab.packets", "lab.guest_unittest"}),
+    (
+        "data",
+        {"lab.topology", "lab.errors", "lab.util", "lab.spec", "lab.packets", "lab.guest_unittest", "lab.daemons"},
+    ),  # fmt: skip
 ]
 
 
