@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from lab import Node
 from lab.guestfs import put
 from lab.pki import CA, DAY, Leaf
-
-# the socket suite's wire helpers (TCP reassembly) are plain functions over scapy packets
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "socket"))
 
 # 10 ports per test in 30000-32499: below Linux's (32768+) and lwIP's (49152+) ephemeral
 # ranges, and above the socket suite's (20000-29999), so no test meets a port in use.
