@@ -527,9 +527,9 @@ class Console:
             if left <= 0:
                 waiting = ("the end of stdout", "the end of stderr", "the prompt")[phase]
                 got = bytes(self._rx.tail[-TAIL_CHARS:])
+                last = f"last output {_show(out.text, 120)}" if out.text else f"last bytes {_show(got, 120)}"
                 raise ConsoleTimeout(
-                    f"{self.name}: {sent} did not finish within {timeout:g}s (waiting for {waiting}; "
-                    f"last bytes from the guest {_show(got, 120)})",
+                    f"{self.name}: {sent} did not finish within {timeout:g}s (waiting for {waiting}; {last})",
                     sent=sent,
                     tail=got.decode("utf-8", "replace"),
                 )

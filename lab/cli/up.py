@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import open_lab
+from ._common import open_lab, positive_seconds
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="start the lab (idempotent)")
     p.add_argument("--nodes", "-n", type=int, default=None, help="number of nodes (default from x-mplab.nodes)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for every lease")
+    p.add_argument("--timeout", type=positive_seconds, default=60.0, help="seconds to wait for every lease")
     p.add_argument("--no-bringup", action="store_true", help="start containers only, no guest network bring-up")
     p.add_argument("--file", dest="compose_file", default=argparse.SUPPRESS, help="compose file")
     p.set_defaults(func=run)
