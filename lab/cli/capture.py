@@ -6,14 +6,14 @@ import argparse
 import time
 
 from ..errors import ConfigError
-from ._common import open_lab, positive_seconds
+from ._common import open_lab
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("capture", help="capture the LAN into a pcap")
     p.add_argument("-w", "--write", required=True, metavar="FILE", help="pcap file to write")
     p.add_argument("--node", default=None, help="only frames to/from this node's guest MAC")
-    p.add_argument("--duration", type=positive_seconds, default=None, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     p.add_argument("bpf", nargs="?", default=None, help="BPF filter, e.g. 'tcp port 7'")
     p.set_defaults(func=run)
 
