@@ -14,7 +14,7 @@ from typing import Any
 
 from . import hostnet, impair, linux_peer
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset
-from .errors import ConfigError, LabTimeout, NodeDown, NodeError
+from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
 from .topology import Topology
 from .util import wait_until
@@ -319,13 +319,46 @@ class Lab:
         return Capture(self.bridge, path, bpf=bpf, mac=self.topology.mac(node) if node else None)
 
     # ---- lifecycle --------------------------------------------------------------------
-    def up(self, nodes: int | None = None, timeout: float = 60.0, bringup: bool = True) -> list[Node]:
-        """Start (or scale) the lab, bring every guest's network up, wait for leases."""
+    def up(
+        self, nodes: int | None = None, timeout: float = 60.0, bringup: bool = True, keep: bool = False
+    ) -> list[Node]:
+        """Start (or scale) the lab, bring every guest's network up, wait for leases.
+
+        If it fails, a lab that did not exist before is rolled back (``down``), unless
+        ``keep``; otherwise the error says what is left and that ``mplab down`` removes it.
+        """
         n = nodes if nodes is not None else self.topology.nodes
         if not 1 <= n <= 62:
             raise ConfigError(f"invalid node count {n}: use 1..62")
         self.runtime.check()
         self._check_subnet_free()
+        existed = bool(self.runtime.containers(self.name) or self.runtime.networks(self.name))
+        try:
+            return self._up(n, timeout, bringup)
+        except (LabError, KeyboardInterrupt) as e:
+            self.close()
+            if not existed and not keep:
+                try:
+                    self.down()
+                    note = "rolled back: the lab's containers, network and host rules are removed (--keep leaves them)"
+                except LabError as e2:
+                    note = (
+                        f"roll-back failed ({str(e2).splitlines()[0]}): `mplab --lab {self.name} down` removes the rest"
+                    )
+            else:
+                left = [c.name for c in self.runtime.containers(self.name)] + self.runtime.networks(self.name)
+                note = (
+                    f"left: {', '.join(left) or 'nothing'}; `mplab --lab {self.name} down` removes it"
+                    if left
+                    else "nothing of the lab is left"
+                )
+            if isinstance(e, LabError):
+                e.args = (f"{e}\n{note}",)
+            else:
+                self.progress(f"lab {self.name}: interrupted; {note}")
+            raise
+
+    def _up(self, n: int, timeout: float, bringup: bool) -> list[Node]:
         self._host_net("ensure")
         t0 = time.monotonic()
         self.progress(f"lab {self.name}: starting {n} node(s) on {self.topology.subnet} (bridge {self.bridge})")
@@ -346,7 +379,13 @@ class Lab:
 
     def _host_net(self, action: str) -> None:
         """Add (``ensure``) or drop (``remove``) the lab's host firewall rule (tap-net/mplab-host-net)."""
-        hostnet.bridge_rule(self.topology.compose_file.parent / "tap-net" / "mplab-host-net", action, self.bridge)
+        try:
+            script = hostnet.helper("mplab-host-net")
+        except LabError:
+            if action == "remove":
+                return  # down goes on: nothing can have been added without the helper
+            raise
+        hostnet.bridge_rule(script, action, self.bridge)
 
     def _check_subnet_free(self) -> None:
         # A host route into the lab's subnet (a real LAN, a VPN) would be shadowed by the lab.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..console import GuestError
 from ..errors import ConfigError, LabError
+from ..topology import read_text
 from ._common import node_arg, open_lab, positive_seconds
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         f = Path(args.code_file)
         if not f.is_file():
             raise ConfigError(f"{f}: no such file")
-        code = f.read_text()
+        code = read_text(f, "code file")
     else:
         code = args.code
     lab = open_lab(args, quiet=True)

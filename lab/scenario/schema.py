@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..services import PORTS as SERVICES
+from ..topology import read_text
 from . import actions
 from .loader import Validator, rel, yaml_with_lines
 from .model import NAME_RE, VAR_RE, VERSION_RE, Assertion, FileCopy, Path_, Peer, Scenario, ScenarioError, Step
@@ -43,7 +44,7 @@ def load(path: Path | str) -> Scenario:
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file; fix: pass a path such as scenarios/<name>.yml")
-    text = path.read_text()
+    text = read_text(path, "scenario")
     data, lines = yaml_with_lines(text, path)
     v = Validator(path, lines)
     d = v.mapping(data, (), "name:, firmware:, timeline:, assertions: ...")
