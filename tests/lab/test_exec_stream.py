@@ -98,7 +98,7 @@ def _answer_on_first_line(the_lab: Lab, ip: str) -> tuple[list[str], object]:
 
     def on_output(text: str) -> None:
         seen.append(text)
-        if "waiting for the host" in "".join(seen) and not any("sent" == x for x in seen):
+        if "waiting for the host" in "".join(seen) and not any(x == "sent" for x in seen):
             seen.append("sent")
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                 u.sendto(b"hello", (ip, 7701))
