@@ -45,11 +45,11 @@ def _value_options(p: argparse.ArgumentParser) -> set[str]:
     """Every option of every verb that takes one value (--loss, --timeout, ...)."""
     out: set[str] = set()
     parsers = [p]
-    for a in p._actions:
+    for a in getattr(p, "_actions", []):  # (a stand-in parser in tests has none)
         if isinstance(a, argparse._SubParsersAction):
             parsers += list(a.choices.values())
     for sp in parsers:
-        for a in sp._actions:
+        for a in getattr(sp, "_actions", []):
             if isinstance(a, argparse._StoreAction) and a.nargs is None:
                 out.update(o for o in a.option_strings if o.startswith("--"))
     return out

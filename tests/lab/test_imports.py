@@ -17,7 +17,7 @@ PKG = ROOT / "lab"
 
 # The layers of docs/architecture.md, top first. A module may import its own layer or below.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("front", {"lab", "lab.__main__", "lab.cli", "lab.pytest_plugin"}),
+    ("front", {"lab", "lab.__main__", "lab.cli", "lab.pytest_plugin", "lab.upstream"}),
     ("compose", {"lab.scenario", "lab.differential", "lab.conformance", "lab.report"}),
     ("lab", {"lab.lab"}),
     (
@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.qmp",
         },
     ),  # fmt: skip
-    ("data", {"lab.topology", "lab.errors", "lab.util", "lab.spec", "lab.packets"}),
+    ("data", {"lab.topology", "lab.errors", "lab.util", "lab.spec", "lab.packets", "lab.guest_unittest"}),
 ]
 
 
