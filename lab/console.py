@@ -525,6 +525,8 @@ class Console:
                     continue
             left = deadline - time.monotonic()
             if left <= 0:
+                if phase == 0 and (text := out.feed(b"", final=True)):  # a partial character, a held "\r"
+                    yield text
                 waiting = ("the end of stdout", "the end of stderr", "the prompt")[phase]
                 got = bytes(self._rx.tail[-TAIL_CHARS:])
                 last = f"last output {_show(out.text, 120)}" if out.text else f"last bytes {_show(got, 120)}"
@@ -539,6 +541,8 @@ class Console:
                 continue
             except (pexpect.EOF, OSError):
                 self.closed = True
+                if phase == 0 and (text := out.feed(b"", final=True)):
+                    yield text
                 raise ConsoleClosed(
                     f"{self.name}: serial peer hung up (QEMU exited?) during {sent}, "
                     f"after {_amount(out.text)} of output",

@@ -257,7 +257,7 @@ class Topology:
             topo = cls(
                 lab=lab,
                 compose_file=path.resolve(),
-                nodes=int(x.get("nodes", 2)),
+                nodes=_int(x, "nodes", 2, lines, path),
                 subnet=base,
                 gateway=IPv4Address(str(x.get("gateway", base.network_address + 1))),
                 services_ip=IPv4Address(str(x.get("services_ip", base.network_address + 2))),
@@ -265,11 +265,11 @@ class Topology:
                 dhcp_start=IPv4Address(str(dhcp[0])),
                 dhcp_end=IPv4Address(str(dhcp[1])),
                 domain=str(x.get("domain", "lab")),
-                console_port=int(x.get("console_port", 5555)),
+                console_port=_int(x, "console_port", 5555, lines, path),
                 version=version or os.environ.get("MPLAB_VERSION") or _read_version(path),
                 extra={k: v for k, v in x.items() if k not in _KNOWN_X},
             )
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise _bad(path, f"bad x-mplab value ({e})", "fix the address in x-mplab (see docs/topology.md)") from None
         if not DOMAIN_RE.match(topo.domain):
             raise _bad(
@@ -299,6 +299,17 @@ class Topology:
         if lab != default_lab:
             topo = topo.with_subnet(subnet_for(lab, base, default_lab))
         return topo
+
+
+def _int(x: dict[str, Any], key: str, default: int, lines: dict[tuple[Any, ...], int], path: Path) -> int:
+    v = x.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _bad(
+            path,
+            f"line {lines.get(('x-mplab', key), '?')}: x-mplab.{key} is {v!r}, not a whole number",
+            f"write e.g. `{key}: {default}`",
+        )
+    return v
 
 
 _KNOWN_X = {"lab", "nodes", "domain", "subnet", "gateway", "services_ip", "ip_range", "dhcp", "console_port"}
