@@ -133,6 +133,16 @@ def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[F
     return files
 
 
+# The options each peer kind takes, beside name, kind and port (docs/field-bugs.md).
+PEER_OPTIONS: dict[str, set[str]] = {
+    "udp": set(),
+    "tcp_server": {"mode", "close_after", "script", "backlog"},
+    "services": {"service"},
+    "dns": {"query", "mode", "delay", "address", "node", "exclusive"},
+    "tcp_peer": {"window", "mss", "listen"},
+}
+
+
 def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
     peers: list[Peer] = []
     for i, p in enumerate(v.seq(d.get("peers"), ("peers",), "[{name: sink, kind: udp, port: 9999}]")):
@@ -144,6 +154,11 @@ def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
         kind = v.required(p, at, "kind", f"add `kind:` ({', '.join(PEER_KINDS)})")
         if kind not in PEER_KINDS:
             raise v.err((*at, "kind"), f"unknown peer kind {kind!r}", f"use one of: {', '.join(PEER_KINDS)}")
+        v.keys(p, at, {"name", "kind", "port", *PEER_OPTIONS[kind]})
+        if kind == "dns":
+            # The DNS name is `query`: `name` is the peer's own name (a dns peer could not
+            # be written before: both wanted `name`).
+            v.string(v.required(p, at, "query", "add `query: <DNS name to answer>`"), (*at, "query"), "query: x.lab")
         port = 0
         if kind == "services":
             svc = v.required(p, at, "service", f"add `service:` ({', '.join(SERVICES)})")

@@ -121,3 +121,17 @@ def test_images_are_interpolated_as_compose_does(tmp_path: Path) -> None:
 
     t = Topology.load("default", REPO / "docker-compose.yml", version="zz9")
     assert compose_images(t) == ["mplab/node:zz9", "mplab/services:zz9"]
+
+
+def test_dns_peer_takes_query_and_peer_options_are_checked(tmp_path: Path) -> None:
+    from lab.scenario import schema
+
+    text = (REPO / "tests" / "scenarios" / "dns-peer.yml").read_text()
+    assert schema.load(REPO / "tests" / "scenarios" / "dns-peer.yml").peers[0].options["query"] == "ghost.lab"
+    f = tmp_path / "s.yml"
+    f.write_text(text.replace("query: ghost.lab, ", ""))
+    with pytest.raises(ConfigError, match=r"s.yml:8: peers\[0\]: `query` is missing"):
+        schema.load(f)
+    f.write_text(text.replace("mode: nxdomain", "mdoe: nxdomain"))
+    with pytest.raises(ConfigError, match=r"peers\[0\].mdoe: unknown field.*did you mean `mode`"):
+        schema.load(f)
