@@ -62,3 +62,30 @@ def test_missing_image_names_make_images_and_rolls_back() -> None:
     assert "nothing of the lab is left" in str(ei.value) or "mplab --lab tnoimg down" in str(ei.value)
     lab.down()
     assert leftovers("tnoimg") == {}
+
+
+def test_status_of_a_lab_with_only_its_services_container() -> None:
+    """Issue 12: after an `up` killed early, status said "not running" although the lab's
+    services container ran."""
+    import os
+    import sys
+
+    lab = Lab("tsvc", progress=None)
+    lab.down()
+    try:
+        (nd,) = lab.up(nodes=1, bringup=False)
+        subprocess.run(["docker", "rm", "-f", nd.container], capture_output=True, timeout=60)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        p = subprocess.run(
+            [sys.executable, "-m", "lab", "--lab", "tsvc", "status"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode == 1
+        assert "no nodes, but its services container" in p.stdout and "mplab --lab tsvc down" in p.stdout, p.stdout
+    finally:
+        lab.down()
+    assert leftovers("tsvc") == {}
