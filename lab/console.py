@@ -234,6 +234,9 @@ class Console:
         self._window = 0  # raw-paste window size, once the guest has told it
         self.closed = False
         self.resets = 0  # boot banners seen (guest reboots), in execs and between them
+        # Called when an exec finds that the guest rebooted since the last one (its banner
+        # came between execs), before that exec runs.
+        self.on_reboot: Callable[[], None] | None = None
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
@@ -419,6 +422,8 @@ class Console:
         if BOOT_BANNER_RE.search(stray):
             self.resets += 1
             self._mode = self._UNKNOWN
+            if self.on_reboot is not None:  # e.g. Node: redo the network bring-up first
+                self.on_reboot()
 
     def _start_raw(self, data: bytes, sent: str) -> None:
         """Send the code by raw-paste (or plain raw REPL); return when the guest runs it."""

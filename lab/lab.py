@@ -97,6 +97,7 @@ class Node:
             log = self.lab.artifacts / f"{self.name}.console.log" if self.lab.artifacts else None
             con = Console.connect_tcp(self.container_ip, self.console_port, timeout=15.0, log_path=log)
             con.name = f"{self.lab.name}/{self.name}"
+            con.on_reboot = self._rebooted_between_execs
             self._console = con
         return self._console
 
@@ -145,6 +146,17 @@ class Node:
             + (f"\nconsole tail:\n  {tail}" if tail else ""),
             output=output,
         )
+
+    def _rebooted_between_execs(self) -> None:
+        """The guest rebooted while nobody was reading its console: bring its network back
+        before the next exec runs (or mark it for `mplab reset`)."""
+        con = self._console
+        if con is not None:
+            con.on_reboot = None  # the bring-up below execs too
+            try:
+                self._after_reset()
+            finally:
+                con.on_reboot = self._rebooted_between_execs
 
     def _after_reset(self) -> str:
         """The guest rebooted on its own: redo its network bring-up, or mark it for a reset."""

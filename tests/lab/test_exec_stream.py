@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +201,15 @@ def test_exec_on_a_dead_node_says_it_is_down_and_names_the_fix(lab2: Lab) -> Non
     with pytest.raises(lab_pkg.LabError) as ei:
         lab2.node("node2").exec("print(1)")
     assert type(ei.value).__name__ == "NodeDown"
+
+
+def test_a_reboot_between_execs_is_noticed_before_the_next(lab2: Lab) -> None:
+    """A guest that rebooted while nobody read its console (here QMP system_reset behind the
+    console's back) has its network brought back before the next exec runs."""
+    nd = lab2.node("node1")
+    assert nd.exec("print('up')") == "up\n"
+    nd.qmp('{"execute":"system_reset"}')
+    time.sleep(5)  # let it boot and print its banner (not a timing assert: a slow boot is read later)
+    assert nd.exec("print(lan.isconnected())", timeout=60) == "True\n"
+    assert nd.console.resets >= 1
+    lab2.close()
