@@ -380,7 +380,9 @@ class Console:
         sent = f"exec {_head(code)!r}"
         self._check_stray(sent)
         if self._mode != self._RAW:
-            self.enter_raw(timeout=timeout if timeout > 0 else 10.0)
+            # the handshake's own wait: an exec's timeout is for its program (a short
+            # --timeout must not fail a fresh console on a loaded host)
+            self.enter_raw(timeout=max(timeout, 10.0))
         out = _Stdout()
         finished = False
         try:
