@@ -20,7 +20,7 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket test-services upstream-tests lint conformance differential repro bench firmware-all clean
+	lab-logs test test-firmware test-lab test-socket test-services upstream-tests lint conformance differential repro bench soak firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -94,6 +94,9 @@ conformance: setup ## socket conformance report: reports/conformance.{md,html} (
 bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 16 min)
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench
+
+soak: setup ## soak + chaos, not in CI: 10 min TCP echo under 10% loss, 5 min of faults in a 4-node lab: reports/soak/
+	@$(PY) -m lab.soak --echo-seconds $(or $(SOAK_ECHO_SECONDS),600) --chaos-seconds $(or $(SOAK_CHAOS_SECONDS),300)
 
 differential: setup ## guest vs CPython on Linux, same snippets: reports/differential.{md,html}
 	@$(PY) -m lab diff --lab diff

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import REPORT_DIR, Figure, machine_info, write_results
 
-SECTIONS = ("boot", "fwnet", "lab", "apps", "suite")
+SECTIONS = ("boot", "fwnet", "lab", "apps", "console", "suite")
 
 
 def _log(msg: str) -> None:
@@ -60,6 +60,10 @@ def run_sections(
                     figs += guest_apps.run(repeat=repeat, rtt_n=10, idle_window=4, lab_name=apps_lab)
                 else:
                     figs += guest_apps.run(repeat=repeat, lab_name=apps_lab)
+            elif name == "console":
+                from bench import console_rate
+
+                figs += console_rate.run(repeat=repeat)
             elif name == "suite":
                 from bench import suite
 
@@ -140,6 +144,10 @@ def causes(figs: dict[str, Figure]) -> dict[str, str]:
             "wakes TCG each tick, and in the lab the TAP + lwIP timers add wake-ups; on a host loaded by other jobs "
             "accounting is also inflated by preemption"
         )
+    out["exec_output_rate_lab"] = (
+        "QEMU's CMSDK UART model: one write(2) to the socket chardev (and one to its logfile) per byte; "
+        "the board's semihosting SYS_WRITE0 path sends a run of output in one write (docs/performance.md)"
+    )
     out["conformance_suite_wall"] = "dominated by per-test guest work and lab bring-up; see pytest --durations"
     return out
 
@@ -193,6 +201,9 @@ def write_summary(figs: list[Figure], meta: dict[str, Any], path: Path) -> None:
         "`repl_rtt_console` median above. mpremote (the baseline) still pays it: its socket:// transport "
         "leaves Nagle on, so its per-exec round trip stays at ~40-45 ms (the Linux delayed-ACK timer).",
         "- firmware: TCP_WND sized to the LAN9118 RX FIFO (commit 91a715c).",
+        "- firmware + tap-net: console output by semihosting SYS_WRITE0 on the node's mux chardev, host side read "
+        "whole instead of by pexpect pattern search: exec output 35-100 KB/s (the baseline of "
+        "`exec_output_rate_*`) -> the medians above.",
         "",
         "Plots: lab_up.png, tcp_capture.png, idle_density.png, repl_rtt.png, guest_apps.png.",
     ]

@@ -4,8 +4,8 @@ Public API: :class:`Lab`, :class:`Node`, :class:`Console`, :class:`Capture`, :cl
 :class:`Topology`, and the error types (all under :class:`LabError`). See docs/api.md.
 """
 
-from .console import Console, ConsoleClosed, ConsoleError, ConsoleTimeout, GuestError
-from .errors import CaptureError, ConfigError, LabError, LabTimeout, NodeError, RuntimeUnavailable
+from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, ConsoleTimeout, GuestError
+from .errors import CaptureError, ConfigError, LabError, LabTimeout, NodeDown, NodeError, RuntimeUnavailable
 from .lab import Lab, Node, NodeStatus
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
 from .topology import Topology, guest_mac, validate_lab_name
@@ -18,6 +18,7 @@ __all__ = [
     "Console",
     "ConsoleClosed",
     "ConsoleError",
+    "ConsoleReset",
     "ConsoleTimeout",
     "ContainerInfo",
     "GuestError",
@@ -25,6 +26,7 @@ __all__ = [
     "LabError",
     "LabTimeout",
     "Node",
+    "NodeDown",
     "NodeError",
     "NodeStatus",
     "Runtime",

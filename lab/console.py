@@ -16,11 +16,13 @@ The console stays in the raw REPL between execs, so one exec is one round trip.
 from __future__ import annotations
 
 import ast
+import codecs
 import re
+import select
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,25 +39,41 @@ CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 RAW_PASTE_REQUEST = b"\x05A\x01"
 TAIL_CHARS = 400
 
+# The banner a booting guest prints (cold boot, machine.reset(), a crash into the reset
+# vector): "MicroPython v1.25.0 on 2025-04-15; MPS2 with Cortex-M3\r\nType "help()" ...".
+BOOT_BANNER_RE = re.compile(rb'MicroPython v[^\r\n;]*; [^\r\n]*\r\nType "help\(\)" for more information\.\r\n')
+_BANNER_MAX = 200  # longest banner we look for, to find one split across reads
 _ERRNO_RE = re.compile(r"^OSError: (?:\[Errno )?(-?\d+)")
 _EXC_RE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
 
 
 class ConsoleError(LabError):
-    """Base class of console errors (a LabError: the CLI prints it as one line)."""
+    """Base class of console errors (a LabError: the CLI prints it as one line).
+
+    ``output`` is the guest's stdout received by the exec that failed, all of it ("\n" line
+    ends; empty when the error did not happen in an exec).
+    """
+
+    def __init__(self, message: str, *, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class ConsoleTimeout(ConsoleError):
     """The guest did not answer in time. Says what was sent and what came back."""
 
-    def __init__(self, message: str, *, sent: str = "", tail: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, sent: str = "", tail: str = "", output: str = "") -> None:
+        super().__init__(message, output=output)
         self.sent = sent
         self.tail = tail
 
 
 class ConsoleClosed(ConsoleError):
     """The peer (QEMU's serial server) hung up."""
+
+
+class ConsoleReset(ConsoleError):
+    """The guest rebooted (its boot banner came) during an exec: ``machine.reset()``, a crash."""
 
 
 class GuestError(ConsoleError):
@@ -71,7 +89,7 @@ class GuestError(ConsoleError):
         em = _ERRNO_RE.match(last)
         self.errno: int | None = int(em.group(1)) if em else None
         where = f"{name}: " if name else ""
-        super().__init__(f"{where}guest raised {last or 'an exception'}\n{self.traceback}")
+        super().__init__(f"{where}guest raised {last or 'an exception'}\n{self.traceback}", output=stdout)
 
 
 @dataclass
@@ -101,6 +119,27 @@ class _Transcript:
             self._fh = None
 
 
+class _Received:
+    """pexpect's logfile_read: into the transcript, and a tail of what the guest sent only
+    (error messages quote the guest, not the code we sent)."""
+
+    def __init__(self, log: _Transcript, keep: int = 4096) -> None:
+        self._log = log
+        self._keep = keep
+        self.tail = bytearray()
+
+    def write(self, b: bytes | str) -> None:
+        if isinstance(b, str):
+            b = b.encode()
+        self._log.write(b)
+        self.tail += b
+        if len(self.tail) > 2 * self._keep:
+            del self.tail[: -self._keep]
+
+    def flush(self) -> None:
+        self._log.flush()
+
+
 def _show(b: bytes | str, limit: int = TAIL_CHARS) -> str:
     """Printable rendering of (the tail of) some console bytes."""
     if isinstance(b, bytes):
@@ -110,9 +149,42 @@ def _show(b: bytes | str, limit: int = TAIL_CHARS) -> str:
     return repr(b)
 
 
+def _amount(text: str) -> str:
+    """How much output, for messages: "94 lines, 1234 chars"."""
+    return f"{text.count(chr(10))} lines, {len(text)} chars"
+
+
 def _head(code: str, limit: int = 120) -> str:
     one = code.strip().replace("\n", "⏎")
     return one if len(one) <= limit else one[:limit] + "…"
+
+
+class _Stdout:
+    """A guest's stdout as text, as it arrives: UTF-8 decoded across reads, "\r\n" -> "\n"."""
+
+    def __init__(self) -> None:
+        self._dec = codecs.getincrementaldecoder("utf-8")("replace")
+        self._cr = False  # a "\r" held back: its "\n" may be in the next read
+        self.parts: list[str] = []
+
+    def feed(self, data: bytes, final: bool = False) -> str:
+        text = self._dec.decode(data, final)
+        if self._cr:
+            text, self._cr = "\r" + text, False
+        if text.endswith("\r") and not final:
+            text, self._cr = text[:-1], True
+        text = text.replace("\r\n", "\n")
+        if text:
+            self.parts.append(text)
+        return text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p) for p in self.parts)
 
 
 class _QuickAckSpawn(SocketSpawn):
@@ -129,11 +201,11 @@ class _QuickAckSpawn(SocketSpawn):
                 self.socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:
                 pass
-        got = super().read_nonblocking(size, timeout)
-        # pexpect 4.9's SocketSpawn never logs what it reads (SpawnBase does): without this the
-        # transcript held only what was sent, none of the guest's output.
-        self._log(got, "read")
-        return got
+        data = super().read_nonblocking(size, timeout)
+        # pexpect's SocketSpawn logs what it sends but not what it reads: log it here, so
+        # that the transcript holds both directions.
+        self._log(data, "read")
+        return data
 
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
@@ -154,12 +226,17 @@ class Console:
         self._sock = sock
         self._log = _Transcript(bytearray(), log_path)
         self._spawn = _QuickAckSpawn(sock, timeout=10.0, maxread=65536, encoding=None)
-        self._spawn.logfile_read = self._log
+        self._rx = _Received(self._log)
+        self._spawn.logfile_read = self._rx
         self._spawn.logfile_send = self._log
         self._mode = self._UNKNOWN
         self._raw_paste = True
         self._window = 0  # raw-paste window size, once the guest has told it
         self.closed = False
+        self.resets = 0  # boot banners seen (guest reboots), in execs and between them
+        # Called when an exec finds that the guest rebooted since the last one (its banner
+        # came between execs), before that exec runs.
+        self.on_reboot: Callable[[], None] | None = None
 
     # ---- construction ---------------------------------------------------------------
     @classmethod
@@ -235,11 +312,11 @@ class Console:
                 sent=sent,
                 tail=got.decode("utf-8", "replace") if isinstance(got, bytes) else str(got),
             ) from None
-        except pexpect.EOF:
+        except (pexpect.EOF, OSError):  # OSError: ECONNRESET when QEMU was killed
             self.closed = True
             raise ConsoleClosed(
                 f"{self.name}: serial peer hung up (QEMU exited?) after sending {sent}; "
-                f"last output {_show(self.tail())}"
+                f"last bytes from the guest {_show(bytes(self._rx.tail[-TAIL_CHARS:]))}"
             ) from None
 
     def _read_exact(self, n: int, timeout: float, sent: str) -> bytes:
@@ -247,16 +324,22 @@ class Console:
         return self._spawn.after  # type: ignore[return-value]
 
     def _drain(self, quiet: float = 0.0, limit: float = 1.0) -> bytes:
-        """Discard pending input; with ``quiet`` > 0, until nothing arrived for that long."""
+        """Discard pending input; with ``quiet`` > 0, until nothing arrived for that long.
+
+        With ``quiet`` 0, only what is already here (pexpect's timeout 0 would make the socket
+        non-blocking, which raises instead of timing out).
+        """
         got = bytearray(self._spawn.buffer or b"")
         self._spawn.buffer = b""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
+            if quiet <= 0 and not select.select([self._sock], [], [], 0)[0]:
+                break
             try:
-                got += self._spawn.read_nonblocking(65536, timeout=quiet)
+                got += self._spawn.read_nonblocking(65536, timeout=quiet if quiet > 0 else 0.01)
             except pexpect.TIMEOUT:
                 break
-            except pexpect.EOF:
+            except (pexpect.EOF, OSError):
                 self.closed = True
                 raise ConsoleClosed(f"{self.name}: serial peer hung up") from None
         return bytes(got)
@@ -274,35 +357,78 @@ class Console:
         self._expect(RAW_BANNER, timeout, "Ctrl-A (enter raw REPL)")
         self._mode = self._RAW
 
-    def exec(self, code: str, timeout: float = 10.0) -> str:
-        """Run ``code`` on the guest, return its stdout ("\\r\\n" → "\\n").
+    def exec(self, code: str, timeout: float = 10.0, on_output: Callable[[str], None] | None = None) -> str:
+        """Run ``code`` on the guest, return its stdout ("\r\n" → "\n").
 
-        Raises GuestError (guest exception), ConsoleTimeout (no answer in ``timeout``; the
-        guest is then interrupted with Ctrl-C) or ConsoleClosed.
+        ``on_output(text)`` is called with each piece of stdout as it arrives. Raises
+        GuestError (guest exception), ConsoleTimeout (not done within ``timeout``; the guest
+        is then interrupted with Ctrl-C), ConsoleReset (the guest rebooted) or ConsoleClosed;
+        each carries ``.output``, all the stdout received before it.
         """
-        if self._mode != self._RAW:
-            self.enter_raw(timeout=timeout if timeout > 0 else 10.0)
-        data = code.encode()
+        parts: list[str] = []
+        for text in self.exec_iter(code, timeout):
+            parts.append(text)
+            if on_output is not None:
+                on_output(text)
+        return "".join(parts)
+
+    def exec_iter(self, code: str, timeout: float = 10.0) -> Iterator[str]:
+        """Run ``code`` on the guest, yield its stdout as it arrives; raise as :meth:`exec`.
+
+        Leaving the loop early interrupts the guest (Ctrl-C) and resyncs the console.
+        """
         sent = f"exec {_head(code)!r}"
+        self._check_stray(sent)
+        if self._mode != self._RAW:
+            # the handshake's own wait: an exec's timeout is for its program (a short
+            # --timeout must not fail a fresh console on a loaded host)
+            self.enter_raw(timeout=max(timeout, 10.0))
+        out = _Stdout()
+        finished = False
         try:
-            out, err = self._exec_raw(data, timeout, sent)
+            self._start_raw(code.encode(), sent)
+            err = yield from self._follow(timeout, sent, out)
+            finished = True
         except ConsoleTimeout as e:
+            finished = True
             self._recover()
-            raise ConsoleTimeout(f"{e} (guest interrupted with Ctrl-C)", sent=e.sent, tail=e.tail) from None
-        stdout = out.decode("utf-8", "replace").replace("\r\n", "\n")
+            raise ConsoleTimeout(
+                f"{e} (guest interrupted with Ctrl-C; {_amount(out.text)} of output before it)",
+                sent=e.sent,
+                tail=e.tail,
+                output=out.text,
+            ) from None
+        except ConsoleError as e:
+            finished = True
+            if not e.output:
+                e.output = out.text
+            raise
+        finally:
+            if not finished and not self.closed:  # the caller stopped iterating
+                self._recover()
         if err:
             raise GuestError(
                 err.decode("utf-8", "replace").replace("\r\n", "\n"),
                 code=code,
-                stdout=stdout,
+                stdout=out.text,
                 name=self.name,
             )
-        return stdout
 
-    def _exec_raw(self, data: bytes, timeout: float, sent: str) -> tuple[bytes, bytes]:
-        # stray bytes (a late prompt, guest prints from a background task) would desync us
-        if self._spawn.buffer:
-            self._drain()
+    def _check_stray(self, sent: str) -> None:
+        """Bytes that came between execs: a late prompt, prints of a background task, or the
+        banner of a reboot (then the guest is in the friendly REPL, and we must re-enter raw)."""
+        try:
+            stray = self._drain()
+        except ConsoleClosed as e:
+            raise ConsoleClosed(f"{self.name}: serial peer hung up (QEMU exited?) before {sent}") from e
+        if BOOT_BANNER_RE.search(stray):
+            self.resets += 1
+            self._mode = self._UNKNOWN
+            if self.on_reboot is not None:  # e.g. Node: redo the network bring-up first
+                self.on_reboot()
+
+    def _start_raw(self, data: bytes, sent: str) -> None:
+        """Send the code by raw-paste (or plain raw REPL); return when the guest runs it."""
         if self._raw_paste and self._window and len(data) <= self._window:
             # Known raw-paste guest and the code fits in one window: request, code and
             # end-of-data in one write, so one exec is one round trip. Safe because the
@@ -316,13 +442,13 @@ class Console:
             else:  # refused after all: the guest took the code as a plain raw REPL line
                 self._raw_paste = False
                 self._expect(b"OK", 5.0, sent + " (raw REPL)")
-            return self._follow(timeout, sent)
+            return
         if self._raw_paste:
             self._send(RAW_PASTE_REQUEST)
             i = self._expect([b"R\x01", b"R\x00", RAW_BANNER], 5.0, sent + " (raw-paste request)")
             if i == 0:
                 self._raw_paste_write(data, sent)
-                return self._follow(timeout, sent)
+                return
             self._raw_paste = False
             if i == 1:  # understood but refused: still in the raw REPL, prompt pending
                 pass
@@ -333,7 +459,6 @@ class Console:
             time.sleep(0.01)
         self._send(CTRL_D)
         self._expect(b"OK", 5.0, sent + " (raw REPL)")
-        return self._follow(timeout, sent)
 
     def _raw_paste_write(self, data: bytes, sent: str) -> None:
         window = struct.unpack("<H", self._read_exact(2, 5.0, sent))[0]
@@ -357,19 +482,79 @@ class Console:
         while self._expect([CTRL_D, CTRL_A], 10.0, sent + " (end of raw-paste)") == 1:
             pass
 
-    def _follow(self, timeout: float, sent: str) -> tuple[bytes, bytes]:
-        # One deadline for the program's output, its errors and the prompt after them.
+    def _follow(self, timeout: float, sent: str, out: _Stdout) -> Iterator[str]:
+        """Read the program's stdout (yielded as it comes), stderr and the prompt after them.
+
+        Reads what the socket has, whole, rather than pexpect's pattern search over a growing
+        buffer: output of any size streams at the speed the guest writes it. One deadline
+        covers stdout, stderr and the prompt. Returns the stderr bytes.
+        """
         deadline = time.monotonic() + timeout
-
-        def left() -> float:
-            return max(0.1, deadline - time.monotonic())
-
-        self._expect(CTRL_D, left(), sent)
-        out = self._spawn.before
-        self._expect(CTRL_D, left(), sent + " (stderr)")
-        err = self._spawn.before
-        self._expect(b">", left(), sent + " (prompt)")
-        return out, err
+        pending = bytes(self._spawn.buffer or b"")  # came with the end-of-paste acknowledgement
+        self._spawn.buffer = b""
+        phase, err = 0, bytearray()  # phase 0 stdout, 1 stderr, 2 prompt
+        scan = b""  # the last bytes seen, to find a boot banner split across reads
+        while True:
+            if pending:
+                scan = scan[-_BANNER_MAX:] + pending
+                if BOOT_BANNER_RE.search(scan):
+                    self.resets += 1
+                    self._mode = self._UNKNOWN
+                    if phase == 0:
+                        text = out.feed(pending, final=True)
+                        if text:
+                            yield text
+                    raise ConsoleReset(
+                        f"{self.name}: guest reset during {sent} (its boot banner came; "
+                        f"{_amount(out.text)} of output before it)",
+                        output=out.text,
+                    )
+                data, pending = pending, b""
+                if phase == 0:
+                    k = data.find(CTRL_D)
+                    text = out.feed(data if k < 0 else data[:k], final=k >= 0)
+                    if text:
+                        yield text
+                    if k < 0:
+                        continue
+                    phase, data = 1, data[k + 1 :]
+                if phase == 1:
+                    k = data.find(CTRL_D)
+                    err += data if k < 0 else data[:k]
+                    if k < 0:
+                        continue
+                    phase, data = 2, data[k + 1 :]
+                if phase == 2:
+                    k = data.find(b">")
+                    if k >= 0:
+                        self._spawn.buffer = data[k + 1 :]  # stray bytes after the prompt
+                        return bytes(err)
+                    continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if phase == 0 and (text := out.feed(b"", final=True)):  # a partial character, a held "\r"
+                    yield text
+                waiting = ("the end of stdout", "the end of stderr", "the prompt")[phase]
+                got = bytes(self._rx.tail[-TAIL_CHARS:])
+                last = f"last output {_show(out.text, 120)}" if out.text else f"last bytes {_show(got, 120)}"
+                raise ConsoleTimeout(
+                    f"{self.name}: {sent} did not finish within {timeout:g}s (waiting for {waiting}; {last})",
+                    sent=sent,
+                    tail=got.decode("utf-8", "replace"),
+                )
+            try:
+                pending = self._spawn.read_nonblocking(65536, timeout=min(left, 1.0))
+            except pexpect.TIMEOUT:
+                continue
+            except (pexpect.EOF, OSError):
+                self.closed = True
+                if phase == 0 and (text := out.feed(b"", final=True)):
+                    yield text
+                raise ConsoleClosed(
+                    f"{self.name}: serial peer hung up (QEMU exited?) during {sent}, "
+                    f"after {_amount(out.text)} of output",
+                    output=out.text,
+                ) from None
 
     def _recover(self) -> None:
         """After a timeout: interrupt the guest and resync to a fresh raw REPL."""

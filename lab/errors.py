@@ -8,6 +8,7 @@ bad config) or 1 (runtime failure) without a Python traceback::
     ├── ConfigError          bad input: lab name, compose file, node name, CLI argument (exit 2)
     ├── RuntimeUnavailable   Docker / compose cannot be used
     ├── NodeError            a node is missing, down, or did not come up
+    │   └── NodeDown         its container is not running (carries the exec's output)
     ├── LabTimeout           something waited for did not happen in time (also a TimeoutError)
     ├── CaptureError         a packet capture could not start (no root, no bridge)
     ├── console.ConsoleError the REPL: ConsoleTimeout, ConsoleClosed, GuestError (guest traceback)
@@ -35,6 +36,17 @@ class RuntimeUnavailable(LabError):
 
 class NodeError(LabError):
     """A node is missing, down, or did not come up."""
+
+
+class NodeDown(NodeError):
+    """A node's container is not running (or died during an exec). ``mplab up`` restores it.
+
+    ``output``: the guest stdout received by the exec it interrupted, all of it.
+    """
+
+    def __init__(self, message: str, *, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class LabTimeout(LabError, TimeoutError):

@@ -98,13 +98,27 @@ def host_cleanup(lab: str) -> list[str]:
 
 
 # ---- the host bridge rule (tap-net/mplab-host-net) -------------------------------------------
+def helper(name: str) -> Path:
+    """A host-side helper script of the installed package (tap-net/<name> of its checkout).
+
+    Found from the package, not beside the compose file: a compose file elsewhere must not
+    silently lose the host rules.
+    """
+    p = Path(__file__).resolve().parent.parent / "tap-net" / name
+    if not p.is_file():
+        raise LabError(f"{p}: host helper missing from the mplab installation; fix: reinstall with `make venv`")
+    return p
+
+
 def bridge_rule(script: Path, action: str, bridge: str) -> None:
     """Add (``ensure``) or drop (``remove``) the lab's DOCKER-USER rule for ``bridge``.
 
-    ``script`` is tap-net/mplab-host-net of the checkout; without it there is nothing to do.
-    A failed ``remove`` is not an error (down must go on).
+    ``script`` is tap-net/mplab-host-net (:func:`helper`). A failed ``remove`` is not an
+    error (down must go on).
     """
     if not script.is_file():
+        if action == "ensure":
+            raise LabError(f"{script}: host helper missing; fix: reinstall with `make venv`")
         return
     try:
         p = subprocess.run(["sh", str(script), action, bridge], capture_output=True, text=True, timeout=30)

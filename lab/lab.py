@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -13,19 +13,26 @@ from pathlib import Path
 from typing import Any
 
 from . import guestfs, hostnet, impair, lanservices, linux_peer
-from .console import Console, ConsoleError
-from .errors import ConfigError, LabTimeout, NodeError
+from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset
+from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
 from .topology import Topology
 from .util import wait_until
 
 LEASES = "/var/lib/misc/dnsmasq.leases"
 GUEST_CA = lanservices.GUEST_CA  # the lab CA's certificate on every node: /certs/ca.pem
+# In the node container: why the guest needs `mplab reset` (a reboot whose network bring-up
+# could not be redone). Lives with the container, so every process (status) sees it.
+GUEST_STATE = "/run/mplab/guest-state"
 Progress = Callable[[str], None]
 
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _sh_quote(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
 
 
 def bringup_code(node: str) -> str:
@@ -80,19 +87,100 @@ class Node:
 
     @property
     def console(self) -> Console:
-        """The node's REPL, connected on first use to <container_ip>:<x-mplab.console_port>."""
+        """The node's REPL, connected on first use to <container_ip>:<x-mplab.console_port>.
+
+        A node whose container is not running raises NodeDown at once (with its console
+        tail and the fix), rather than waiting for a console that cannot answer.
+        """
         if self._console is None or self._console.closed:
+            if not self.info.running:
+                raise self._down("")
             log = self.lab.artifacts / f"{self.name}.console.log" if self.lab.artifacts else None
             con = Console.connect_tcp(self.container_ip, self.console_port, timeout=15.0, log_path=log)
             con.name = f"{self.lab.name}/{self.name}"
+            con.on_reboot = self._rebooted_between_execs
             self._console = con
         return self._console
 
-    def exec(self, code: str, timeout: float = 10.0) -> str:
-        return self.console.exec(code, timeout=timeout)
+    def exec(self, code: str, timeout: float = 10.0, on_output: Callable[[str], None] | None = None) -> str:
+        """Run ``code`` on the guest; return its stdout. ``on_output(text)`` gets it as it comes.
+
+        Errors carry ``.output``, all the stdout received: GuestError, ConsoleTimeout,
+        ConsoleReset (the guest rebooted: its network bring-up is redone, or the node is
+        marked as needing ``mplab reset``), NodeDown (the container died; ``mplab up``).
+        """
+        parts: list[str] = []
+        for text in self.exec_iter(code, timeout):
+            parts.append(text)
+            if on_output is not None:
+                on_output(text)
+        return "".join(parts)
+
+    def exec_iter(self, code: str, timeout: float = 10.0) -> Iterator[str]:
+        """Run ``code`` on the guest, yield its stdout as it arrives; raise as :meth:`exec`."""
+        con = self.console
+        try:
+            yield from con.exec_iter(code, timeout)
+        except ConsoleReset as e:
+            raise ConsoleReset(f"{self.name} reset during exec: {self._after_reset()}", output=e.output) from None
+        except ConsoleClosed as e:
+            if not self.is_alive():
+                raise self._down(e.output) from None
+            raise
 
     def eval(self, expr: str, timeout: float = 10.0) -> Any:
-        return self.console.eval(expr, timeout=timeout)
+        """``ast.literal_eval`` of the guest's ``repr(expr)`` (Console.eval)."""
+        try:
+            return self.console.eval(expr, timeout=timeout)
+        except ConsoleClosed as e:
+            if not self.is_alive():
+                raise self._down(e.output) from None
+            raise
+
+    def _down(self, output: str) -> NodeDown:
+        c = self.info
+        tail = "\n  ".join(self.logs(tail=8).rstrip().splitlines()[-8:])
+        return NodeDown(
+            f"{self.lab.name}/{self.name} is down (container {c.name} {c.state}, exit {c.exit_code}): "
+            f"`mplab --lab {self.lab.name} up` restores it"
+            + (f"; {output.count(chr(10))} lines of output came before" if output else "")
+            + (f"\nconsole tail:\n  {tail}" if tail else ""),
+            output=output,
+        )
+
+    def _rebooted_between_execs(self) -> None:
+        """The guest rebooted while nobody was reading its console: bring its network back
+        before the next exec runs (or mark it for `mplab reset`)."""
+        con = self._console
+        if con is not None:
+            con.on_reboot = None  # the bring-up below execs too
+            try:
+                self._after_reset()
+            finally:
+                con.on_reboot = self._rebooted_between_execs
+
+    def _after_reset(self) -> str:
+        """The guest rebooted on its own: redo its network bring-up, or mark it for a reset."""
+        try:
+            self.console.enter_raw(timeout=15.0)
+            self.bringup()
+            self.wait_connected(30.0)
+        except (ConsoleError, NodeError) as e:
+            why = f"rebooted during an exec; network bring-up failed: {str(e).splitlines()[0]}"
+            self.mark_guest(why)
+            return f"network bring-up failed ({str(e).splitlines()[0]}); run `mplab reset {self.name}`"
+        self.mark_guest("")
+        return f"network bring-up redone, ip {self.ip}"
+
+    def mark_guest(self, why: str) -> None:
+        """Record (or clear, with "") why the guest needs ``mplab reset``; ``status`` shows it."""
+        cmd = f"printf '%s\\n' {_sh_quote(why)} > {GUEST_STATE}" if why else f"rm -f {GUEST_STATE}"
+        self.lab.runtime.exec(self.container, ["sh", "-c", cmd], timeout=10)
+
+    def guest_mark(self) -> str:
+        """Why the guest needs ``mplab reset`` ("" when it does not)."""
+        p = self.lab.runtime.exec(self.container, ["cat", GUEST_STATE], timeout=10)
+        return p.stdout.strip() if p.returncode == 0 else ""
 
     def refresh(self) -> None:
         for c in self.lab.runtime.containers(self.lab.name):
@@ -129,6 +217,9 @@ class Node:
             self.bringup()
             self.install_ca()
             self.wait_connected(timeout)
+            self.mark_guest("")
+        else:
+            self.mark_guest("reset with --no-bringup: its network is down")
 
     def bringup(self) -> None:
         # Generous: a node booting on a loaded host can take seconds to answer its console.
@@ -282,13 +373,46 @@ class Lab:
         return Capture(self.bridge, path, bpf=bpf, mac=self.topology.mac(node) if node else None)
 
     # ---- lifecycle --------------------------------------------------------------------
-    def up(self, nodes: int | None = None, timeout: float = 60.0, bringup: bool = True) -> list[Node]:
-        """Start (or scale) the lab, bring every guest's network up, wait for leases."""
+    def up(
+        self, nodes: int | None = None, timeout: float = 60.0, bringup: bool = True, keep: bool = False
+    ) -> list[Node]:
+        """Start (or scale) the lab, bring every guest's network up, wait for leases.
+
+        If it fails, a lab that did not exist before is rolled back (``down``), unless
+        ``keep``; otherwise the error says what is left and that ``mplab down`` removes it.
+        """
         n = nodes if nodes is not None else self.topology.nodes
         if not 1 <= n <= 62:
             raise ConfigError(f"invalid node count {n}: use 1..62")
         self.runtime.check()
         self._check_subnet_free()
+        existed = bool(self.runtime.containers(self.name) or self.runtime.networks(self.name))
+        try:
+            return self._up(n, timeout, bringup)
+        except (LabError, KeyboardInterrupt) as e:
+            self.close()
+            if not existed and not keep:
+                try:
+                    self.down()
+                    note = "rolled back: the lab's containers, network and host rules are removed (--keep leaves them)"
+                except LabError as e2:
+                    note = (
+                        f"roll-back failed ({str(e2).splitlines()[0]}): `mplab --lab {self.name} down` removes the rest"
+                    )
+            else:
+                left = [c.name for c in self.runtime.containers(self.name)] + self.runtime.networks(self.name)
+                note = (
+                    f"left: {', '.join(left) or 'nothing'}; `mplab --lab {self.name} down` removes it"
+                    if left
+                    else "nothing of the lab is left"
+                )
+            if isinstance(e, LabError):
+                e.args = (f"{e}\n{note}",)
+            else:
+                self.progress(f"lab {self.name}: interrupted; {note}")
+            raise
+
+    def _up(self, n: int, timeout: float, bringup: bool) -> list[Node]:
         self._host_net("ensure")
         t0 = time.monotonic()
         self.progress(f"lab {self.name}: starting {n} node(s) on {self.topology.subnet} (bridge {self.bridge})")
@@ -316,7 +440,13 @@ class Lab:
 
     def _host_net(self, action: str) -> None:
         """Add (``ensure``) or drop (``remove``) the lab's host firewall rule (tap-net/mplab-host-net)."""
-        hostnet.bridge_rule(self.topology.compose_file.parent / "tap-net" / "mplab-host-net", action, self.bridge)
+        try:
+            script = hostnet.helper("mplab-host-net")
+        except LabError:
+            if action == "remove":
+                return  # down goes on: nothing can have been added without the helper
+            raise
+        hostnet.bridge_rule(script, action, self.bridge)
 
     def _check_subnet_free(self) -> None:
         # A host route into the lab's subnet (a real LAN, a VPN) would be shadowed by the lab.
@@ -461,9 +591,11 @@ class Lab:
                 port += f" (127.0.0.1:{c.console_host_port})"
             tail = ""
             if c.running:
-                state = "up"
+                mark = nd.guest_mark()
+                state = f"up, guest needs `mplab reset {nd.name}` ({mark})" if mark else "up"
             else:
                 state = f"down ({c.state}, exit {c.exit_code})"
                 tail = nd.logs(tail=15)
-            rows.append(NodeStatus(nd.name, c.name, state, c.ip, leases.get(nd.mac, "-"), nd.mac, port, tail))
+            ip = leases.get(nd.mac, "-") if c.running else "-"  # a dead guest holds no address
+            rows.append(NodeStatus(nd.name, c.name, state, c.ip, ip, nd.mac, port, tail))
         return rows

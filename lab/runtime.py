@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LabError, RuntimeUnavailable
-from .topology import Topology
+from .topology import Topology, compose_images
 
 DOCKER_DOWN_MSG = "Docker daemon not running: start it with `make docker` / scripts/ensure-docker.sh"
 
@@ -138,9 +138,26 @@ class ComposeRuntime(Runtime):
 
     # ---- lifecycle ------------------------------------------------------------------
     def up(self, topo: Topology, nodes: int) -> None:
+        # The lab never downloads: every image must be one `make images` built here. Compose v2
+        # is told so (--pull never); v1 has no such flag and pulls a missing image, so the
+        # images are checked first, for both.
+        self.check_images(topo)
+        pull = ["--pull", "never"] if self.compose_cmd()[-1] == "compose" else []
         # Name the compose services: the daemons not in x-mplab.services stay down.
         services = ["services", "node", *topo.services]
-        self._compose_run(topo, ["up", "-d", "--scale", f"node={nodes}", "--remove-orphans", *services])
+        self._compose_run(topo, ["up", "-d", *pull, "--scale", f"node={nodes}", "--remove-orphans", *services])
+
+    def check_images(self, topo: Topology) -> None:
+        missing = []
+        for image in compose_images(topo):
+            p = self._run([self.docker, "image", "inspect", "--format", "{{.Id}}", image], check=False, timeout=60)
+            if p.returncode != 0:
+                missing.append(image)
+        if missing:
+            raise LabError(
+                f"image {', '.join(missing)} not on this machine, and the lab never pulls: "
+                f"build it with `make images VERSION={topo.version}` (or set MPLAB_VERSION to a tag you built)"
+            )
 
     def down(self, lab: str, topo: Topology | None = None) -> list[str]:
         if topo is not None and topo.compose_file.is_file():

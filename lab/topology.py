@@ -8,6 +8,7 @@ by side.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import ipaddress
 import os
@@ -252,10 +253,24 @@ class Topology:
     ) -> Topology:
         """Read and validate ``compose_file``; derive the layout of ``lab`` from it."""
         path = Path(compose_file) if compose_file else find_compose_file()
-        doc = _read_compose(path)
-        x = doc.get("x-mplab") or {}
+        doc, lines = _read_compose(path)
+        if "x-mplab" not in doc:
+            near = difflib.get_close_matches("x-mplab", [str(k) for k in doc], n=1, cutoff=0.6)
+            if near:
+                raise _bad(
+                    path,
+                    f"line {lines.get((near[0],), '?')}: unknown top-level key {near[0]!r}",
+                    "did you mean `x-mplab`? (docs/topology.md)",
+                )
+            raise _bad(path, "no `x-mplab:` block", "add the x-mplab block of the repo's docker-compose.yml")
+        x = doc.get("x-mplab")
         if not isinstance(x, dict):
             raise _bad(path, "x-mplab must be a mapping", "write `x-mplab:` followed by key: value lines")
+        for key in x:
+            if key not in _KNOWN_X:
+                near = difflib.get_close_matches(str(key), sorted(_KNOWN_X), n=1, cutoff=0.5)
+                hint = f"did you mean `{near[0]}`?" if near else f"use one of {', '.join(sorted(_KNOWN_X))}"
+                raise _bad(path, f"line {lines.get(('x-mplab', key), '?')}: unknown x-mplab key {key!r}", hint)
         default_lab = str(x.get("lab", DEFAULT_LAB))
         lab = validate_lab_name(lab if lab is not None else os.environ.get("LAB") or default_lab)
         try:
@@ -266,7 +281,7 @@ class Topology:
             topo = cls(
                 lab=lab,
                 compose_file=path.resolve(),
-                nodes=int(x.get("nodes", 2)),
+                nodes=_int(x, "nodes", 2, lines, path),
                 subnet=base,
                 gateway=IPv4Address(str(x.get("gateway", base.network_address + 1))),
                 services_ip=IPv4Address(str(x.get("services_ip", base.network_address + 2))),
@@ -274,12 +289,12 @@ class Topology:
                 dhcp_start=IPv4Address(str(dhcp[0])),
                 dhcp_end=IPv4Address(str(dhcp[1])),
                 domain=str(x.get("domain", "lab")),
-                console_port=int(x.get("console_port", 5555)),
+                console_port=_int(x, "console_port", 5555, lines, path),
                 services=_services(path, x.get("services", _defined(doc)), _defined(doc)),
                 version=version or os.environ.get("MPLAB_VERSION") or _read_version(path),
                 extra={k: v for k, v in x.items() if k not in _KNOWN_X},
             )
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise _bad(path, f"bad x-mplab value ({e})", "fix the address in x-mplab (see docs/topology.md)") from None
         if not DOMAIN_RE.match(topo.domain):
             raise _bad(
@@ -358,6 +373,17 @@ def _services(path: Path, names: Any, defined: list[str]) -> tuple[str, ...]:
     return out
 
 
+def _int(x: dict[str, Any], key: str, default: int, lines: dict[tuple[Any, ...], int], path: Path) -> int:
+    v = x.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _bad(
+            path,
+            f"line {lines.get(('x-mplab', key), '?')}: x-mplab.{key} is {v!r}, not a whole number",
+            f"write e.g. `{key}: {default}`",
+        )
+    return v
+
+
 def validate_nodes(n: int) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NODES:
         raise ConfigError(f"invalid node count {n!r}: use 1..{MAX_NODES}")
@@ -375,15 +401,70 @@ def _bad(path: Path, what: str, fix: str) -> ConfigError:
 
 
 def _read_version(compose: Path) -> str:
+    """The image tag: VERSION beside the compose file, else the installed package's version.
+
+    Never a made-up tag: a tag the lab did not build would make compose look for (and, without
+    --pull never, download) an image from a registry.
+    """
     v = compose.parent / "VERSION"
-    return v.read_text().strip() if v.is_file() else "dev"
+    if v.is_file():
+        return v.read_text().strip()
+    return package_version()
 
 
-def _read_compose(path: Path) -> dict[str, Any]:
+def package_version() -> str:
+    """The version of the installed mplab package (its VERSION file in a checkout)."""
+    v = Path(__file__).resolve().parent.parent / "VERSION"
+    if v.is_file():
+        return v.read_text().strip()
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mplab")
+    except PackageNotFoundError:
+        raise ConfigError(
+            "cannot tell the image version: no VERSION file and no installed mplab package; "
+            "fix: set MPLAB_VERSION to the tag `make images` built"
+        ) from None
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A config file's text, or one ConfigError line (not a UnicodeDecodeError traceback)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: line {line}, column {col}: not UTF-8 (byte 0x{data[e.start]:02x}); "
+            f"fix: save the {what} as UTF-8"
+        ) from None
+
+
+def key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Line (1-based) of each mapping key two levels deep: {("x-mplab",): 9, ("x-mplab", "nodes"): 11}."""
+    out: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if not isinstance(root, yaml.MappingNode):
+        return out
+    for k, v in root.value:
+        out[(k.value,)] = k.start_mark.line + 1
+        if isinstance(v, yaml.MappingNode):
+            for k2, _ in v.value:
+                out[(k.value, k2.value)] = k2.start_mark.line + 1
+    return out
+
+
+def _read_compose(path: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
     if not path.is_file():
         raise ConfigError(f"{path}: compose file not found; fix: pass --file PATH to an existing docker-compose.yml")
+    text = read_text(path, "compose file")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -399,4 +480,27 @@ def _read_compose(path: Path) -> dict[str, Any]:
     nets = doc.get("networks")
     if not isinstance(nets, dict) or "lan" not in nets:
         raise _bad(path, "no network `lan`", "define networks.lan (internal bridge; see docs/topology.md)")
-    return doc
+    return doc, key_lines(text)
+
+
+def compose_images(topo: Topology) -> list[str]:
+    """The images the compose file's services name, with ${MPLAB_*} interpolated as compose would."""
+    doc, _ = _read_compose(topo.compose_file)
+    env = {**os.environ, **topo.env()}
+    out = []
+    for svc in (doc.get("services") or {}).values():
+        if isinstance(svc, dict) and isinstance(svc.get("image"), str):
+            out.append(_interpolate(svc["image"], env))
+    return sorted(set(out))
+
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(3)
+        got = env.get(name)
+        return got if got else (m.group(2) or "")
+
+    return _VAR_RE.sub(sub, value)

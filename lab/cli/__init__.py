@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -58,8 +59,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _value_options(p: argparse.ArgumentParser) -> set[str]:
+    """Every option of every verb that takes one value (--loss, --timeout, ...)."""
+    out: set[str] = set()
+    parsers = [p]
+    for a in getattr(p, "_actions", []):  # (a stand-in parser in tests has none)
+        if isinstance(a, argparse._SubParsersAction):
+            parsers += list(a.choices.values())
+    for sp in parsers:
+        for a in getattr(sp, "_actions", []):
+            if isinstance(a, argparse._StoreAction) and a.nargs is None:
+                out.update(o for o in a.option_strings if o.startswith("--"))
+    return out
+
+
+_NEGATIVE = re.compile(r"^-[\d.]")
+
+
+def join_negative_values(argv: Sequence[str], options: set[str]) -> list[str]:
+    """``--loss -5%`` -> ``--loss=-5%``: argparse takes "-5%" for an option and says "expected
+    one argument"; joined, the value reaches the option's own check, which names the problem."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in options and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv), _value_options(parser))
+    args = parser.parse_args(argv)
     args.lab_explicit = args.lab is not None  # `repro` only takes a lab named on its command line
     if args.lab is None:
         args.lab = os.environ.get("LAB") or None

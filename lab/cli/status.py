@@ -16,6 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def print_status(lab: Lab) -> int:
     rows = lab.status()
     if not rows:
+        svc = lab.services_container()
+        if svc is not None:
+            # A partial lab (e.g. an `up` killed before the nodes started): say what is there.
+            print(
+                f"lab {lab.name}: no nodes, but its services container {svc.name} is {svc.state}: "
+                f"`mplab --lab {lab.name} up` starts the nodes, `mplab --lab {lab.name} down` removes it"
+            )
+            return 1
         print(f"lab {lab.name}: not running (no containers labelled mplab.lab={lab.name})")
         return 1
     head = ("NODE", "CONTAINER", "IP", "MAC", "SERIAL", "STATE")

@@ -25,6 +25,7 @@ from ..errors import LabError
 from ..impair import FIELDS as IMPAIR_FIELDS
 from ..peers import close as close_socket
 from ..peers import connect_from
+from ..topology import read_text
 from ..util import poll_until
 from . import judge
 from .loader import Validator, did_you_mean, rel
@@ -144,7 +145,7 @@ class Exec(Action):
             f = rel(v.path, v.string(a["file"], (*at, "file"), "a local .py file"))
             if not f.is_file():
                 raise v.err((*at, "file"), f"{f} does not exist", "paths are relative to the scenario file")
-            a = {**a, "code": f.read_text()}
+            a = {**a, "code": read_text(f, "code file")}
         v.string(a["code"], (*at, "code"), "guest Python code")
         if "timeout" in a:
             v.number(a["timeout"], (*at, "timeout"), "timeout: seconds", 0.1)
@@ -180,7 +181,8 @@ def _exec(r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         except ConsoleTimeout:
             res.timed_out = True
             res.note = f"no answer within {timeout:g}s (guest interrupted with Ctrl-C)"
-        except ConsoleError as e:
+        except (ConsoleError, LabError) as e:  # a reset, a lost console, a dead node (NodeDown)
+            res.output = getattr(e, "output", "") or res.output
             res.error = str(e).splitlines()[0]
         finally:
             res.t_end = time.time()

@@ -43,9 +43,18 @@ def known_versions(root: Path | None = None) -> list[str]:
 
 
 def resolve_firmware(
-    spec: str, *, base: Path | None = None, build: bool = True, progress: Progress | None = None
+    spec: str,
+    *,
+    base: Path | None = None,
+    build: bool = True,
+    progress: Progress | None = None,
+    check_only: bool = False,
 ) -> Firmware:
-    """A version (built with ``make -C firmware`` if needed) or a path to an ELF."""
+    """A version (built with ``make -C firmware`` if needed) or a path to an ELF.
+
+    ``check_only``: the same checks (a known version, an existing ELF file), nothing built;
+    ``repro --check`` uses it, so that it accepts exactly what a run accepts.
+    """
     root = repo_root()
     if VERSION_RE.match(spec):
         versions = known_versions(root)
@@ -55,6 +64,8 @@ def resolve_firmware(
         if versions and spec != versions[0]:
             out = out / spec
         elf = out / "firmware.elf"
+        if check_only:
+            return Firmware(spec, elf, {})
         if build:
             if progress:
                 progress(f"firmware {spec}: make -C firmware MICROPYTHON_VERSION={spec}")

@@ -37,7 +37,13 @@ LAYERS = LAYERS + APP_LAYERS
 
 def yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML into plain data plus {field path: 1-based line}."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters at once
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ScenarioError(
+            f"{path}:{line}: not valid YAML (character {e.character:#x} is not allowed); fix: remove it"
+        ) from None
     lines: dict[Path_, int] = {}
     try:
         root = loader.get_single_node()
@@ -71,6 +77,11 @@ def yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
         line = mark.line + 1 if mark else 0
         raise ScenarioError(
             f"{path}:{line}: not valid YAML ({e.problem}); fix: correct the YAML syntax on that line"
+        ) from None
+    except yaml.reader.ReaderError as e:  # a control character further on
+        line = text.count("\n", 0, e.position) + 1
+        raise ScenarioError(
+            f"{path}:{line}: not valid YAML (character {e.character:#x} is not allowed); fix: remove it"
         ) from None
     finally:
         loader.dispose()

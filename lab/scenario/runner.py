@@ -73,10 +73,10 @@ class ScenarioPeer:
         elif p.kind == "dns":
             from ..inject import DnsResponder
 
-            kw = {k: x for k, x in o.items()}
+            kw = {k: x for k, x in o.items() if k != "query"}
             if "node" in kw:
                 kw["node"] = lab.node(str(kw["node"]))
-            self.obj = DnsResponder(lab, **kw).start()
+            self.obj = DnsResponder(lab, str(o["query"]), **kw).start()
         self.port = int(getattr(self.obj, "port", 0) or self.port)
         return self
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..packages import looks_like_path
 from ..services import PORTS as SERVICES
+from ..topology import read_text
 from . import actions
 from .loader import Validator, rel, yaml_with_lines
 from .model import (
@@ -54,12 +55,20 @@ TCP_SERVER_MODES = ("echo", "sink", "close", "rst")
 ASSERTION_KINDS = ("console", "wire", "sequence")
 
 
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False for a name the OS refuses (too long, a NUL byte in it)."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load(path: Path | str) -> Scenario:
     """Read and validate a scenario file; raise ScenarioError (file, line, field, fix)."""
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file; fix: pass a path such as scenarios/<name>.yml")
-    text = path.read_text()
+    text = read_text(path, "scenario")
     data, lines = yaml_with_lines(text, path)
     v = Validator(path, lines)
     d = v.mapping(data, (), "name:, firmware:, timeline:, assertions: ...")
@@ -77,8 +86,8 @@ def load(path: Path | str) -> Scenario:
         )
     fw = d.get("firmware")
     if fw is not None:
-        fw = v.string(str(fw), ("firmware",), "a version such as 1.25.0 or a path to firmware.elf")
-        if not VERSION_RE.match(fw) and not (path.parent / fw).is_file() and not Path(fw).is_file():
+        fw = v.string(fw, ("firmware",), "a version such as 1.25.0 or a path to firmware.elf")
+        if not VERSION_RE.match(fw) and not _is_file(path.parent / fw) and not _is_file(Path(fw)):
             raise v.err(("firmware",), f"{fw!r} is neither a version (x.y.z) nor an existing file", "fix the path")
 
     topo = v.mapping(d.get("topology") or {}, ("topology",), "nodes: N, compose: FILE")
@@ -87,7 +96,7 @@ def load(path: Path | str) -> Scenario:
     compose = None
     if topo.get("compose"):
         compose = rel(path, v.string(topo["compose"], ("topology", "compose"), "a compose file path"))
-        if not compose.is_file():
+        if not _is_file(compose):
             raise v.err(("topology", "compose"), f"{compose} does not exist", "point to an existing compose file")
     node_names = {f"node{i}" for i in range(1, nodes + 1)}
     ctx = actions.CheckContext(v, node_names)
@@ -182,7 +191,7 @@ def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[F
         src = rel(
             v.path, v.string(v.required(f, at, "src", "add `src: path/relative/to/the/scenario`"), (*at, "src"), "")
         )
-        if not src.is_file():
+        if not _is_file(src):
             raise v.err((*at, "src"), f"{src} does not exist", "paths are relative to the scenario file")
         dst = v.string(v.required(f, at, "dst", "add `dst: node1:/name.py`"), (*at, "dst"), "node1:/name.py")
         if ":" not in dst:
@@ -190,6 +199,16 @@ def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[F
         nn, p = dst.split(":", 1)
         files.append(FileCopy(src, ctx.node(nn, (*at, "dst")), p or "/" + src.name, v.line(at)))
     return files
+
+
+# The options each peer kind takes, beside name, kind and port (docs/field-bugs.md).
+PEER_OPTIONS: dict[str, set[str]] = {
+    "udp": set(),
+    "tcp_server": {"mode", "close_after", "script", "backlog"},
+    "services": {"service"},
+    "dns": {"query", "mode", "delay", "address", "node", "exclusive"},
+    "tcp_peer": {"window", "mss", "listen"},
+}
 
 
 def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
@@ -203,6 +222,11 @@ def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
         kind = v.required(p, at, "kind", f"add `kind:` ({', '.join(PEER_KINDS)})")
         if kind not in PEER_KINDS:
             raise v.err((*at, "kind"), f"unknown peer kind {kind!r}", f"use one of: {', '.join(PEER_KINDS)}")
+        v.keys(p, at, {"name", "kind", "port", *PEER_OPTIONS[kind]})
+        if kind == "dns":
+            # The DNS name is `query`: `name` is the peer's own name (a dns peer could not
+            # be written before: both wanted `name`).
+            v.string(v.required(p, at, "query", "add `query: <DNS name to answer>`"), (*at, "query"), "query: x.lab")
         port = 0
         if kind == "services":
             svc = v.required(p, at, "service", f"add `service:` ({', '.join(SERVICES)})")

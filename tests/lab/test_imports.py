@@ -18,7 +18,7 @@ PKG = ROOT / "lab"
 # The layers of docs/architecture.md, top first. A module may import its own layer or below.
 LAYERS: list[tuple[str, set[str]]] = [
     ("front", {"lab", "lab.__main__", "lab.cli", "lab.pytest_plugin"}),
-    ("compose", {"lab.scenario", "lab.differential", "lab.conformance", "lab.report", "lab.upstream"}),
+    ("compose", {"lab.scenario", "lab.differential", "lab.conformance", "lab.report", "lab.upstream", "lab.soak"}),
     ("lab", {"lab.lab"}),
     (
         "parts",

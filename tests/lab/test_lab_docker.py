@@ -284,6 +284,7 @@ def test_failure_keeps_pcap_and_transcripts(tmp_path: Path) -> None:
     assert "no matching packet within" in out and "pcap:" in out, out
     (d,) = [x for x in art.iterdir() if x.name.startswith("test_inner")]
     assert (d / "wire.pcap").stat().st_size > 24
-    # bytes: the transcript holds both sides, raw-paste's binary window size included
-    assert "print(repr(1))" in (d / "node1.console.txt").read_bytes().decode("utf-8", "replace")
+    # both directions, control bytes included (the raw-paste window size is not UTF-8)
+    transcript = (d / "node1.console.txt").read_bytes().decode("utf-8", "replace")
+    assert "print(repr(1))" in transcript and "\x041\r\n\x04\x04>" in transcript  # sent and answered
     assert leftovers("tart") == {}

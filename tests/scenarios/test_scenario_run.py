@@ -109,3 +109,13 @@ def test_timeline_impair_clear_and_injected_rst(tmp_path: Path) -> None:
     assert steps["slow"]["note"] == "rate=100kbit" and "injected rst" in steps["rst"]["note"]
     assert "errno 104" in steps["after"]["output"]
     assert not leftovers()
+
+
+def test_dns_peer_as_documented(tmp_path: Path) -> None:
+    """Issue 12: a `dns` peer could not be written as docs/field-bugs.md says (`name` was both
+    the peer's name and the DNS name) and the run ended in a TypeError verdict."""
+    out = tmp_path / "b"
+    r = repro(str(Path(__file__).with_name("dns-peer.yml")), "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dns-peer on 1.25.0: REPRODUCED" in r.stdout
+    assert not leftovers()

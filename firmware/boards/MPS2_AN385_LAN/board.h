@@ -34,6 +34,9 @@ uint32_t mplab_random_u32(void);
 // Wall clock (nanoseconds since 1970) and host services (board_host.c).
 void mplab_rtc_set_ns(uint64_t epoch_ns);
 void mplab_host_init(void);
+// True when QEMU's semihosting console is the serial port's chardev (board_host.c).
+extern bool mplab_host_console;
+void mplab_host_write0(const char *s);
 uint32_t mplab_host_time_s(void);
 bool mplab_host_entropy(uint8_t *buf, size_t len);
 void mplab_entropy_fill(uint8_t *buf, size_t len);
