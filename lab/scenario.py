@@ -208,7 +208,8 @@ TOP_KEYS = {
 }
 ACTIONS: dict[str, str] = {
     "exec": "{node, code | file, timeout, background, expect}",
-    "impair": "{node, loss, delay, jitter, duplicate, reorder, rate, corrupt}",
+    "impair": "{node, direction, loss, delay, jitter, distribution, correlation, duplicate, reorder, gap, rate, "
+    "corrupt, limit}",
     "clear": "{node}",
     "link": "{node, up: true|false}",
     "inject": "{kind: rst (client, client_port, server, server_port, to) | icmp_port_unreachable / "
@@ -228,7 +229,21 @@ PEER_KINDS = {
     "services": "one of the services container's peers: service tcp_echo|tcp_discard|udp_echo|http",
 }
 SERVICES = {"tcp_echo": 7, "tcp_discard": 9, "udp_echo": 7, "http": 80}
-IMPAIR_KEYS = {"loss", "delay", "jitter", "duplicate", "reorder", "rate", "corrupt"}
+# lab.impair.FIELDS + direction (kept literal: the schema must not need the impair package)
+IMPAIR_KEYS = {
+    "loss",
+    "delay",
+    "jitter",
+    "distribution",
+    "correlation",
+    "duplicate",
+    "reorder",
+    "gap",
+    "rate",
+    "corrupt",
+    "limit",
+    "direction",
+}
 LAYERS = ("Ether", "ARP", "IP", "ICMP", "TCP", "UDP", "DNS", "BOOTP", "DHCP", "Raw")
 
 
@@ -575,8 +590,21 @@ def _check_action(
         if act == "impair":
             if not set(a) & IMPAIR_KEYS:
                 raise v.err(at, "no impairment given", f"add one of: {', '.join(sorted(IMPAIR_KEYS))}")
-            for k in set(a) & IMPAIR_KEYS:
+            from .impair import DIRECTIONS, check_value, make
+
+            for k in sorted(set(a) & IMPAIR_KEYS):
                 a[k] = str(a[k])
+                if k == "direction" and a[k] not in DIRECTIONS:
+                    raise v.err((*at, k), f"invalid direction {a[k]!r}", f"use one of: {', '.join(DIRECTIONS)}")
+                try:
+                    if k != "direction":
+                        check_value(k, a[k])
+                except ConfigError as e:
+                    raise v.err((*at, k), str(e), "see docs/impairments.md for the values each key takes") from None
+            try:
+                make(**{k: a[k] for k in IMPAIR_KEYS if k in a})
+            except ConfigError as e:
+                raise v.err(at, str(e), "see docs/impairments.md") from None
         return a, None
     if act == "inject":
         kinds = ("rst", "icmp_port_unreachable", "icmp_host_unreachable", "garp", "arp_change", "packet")

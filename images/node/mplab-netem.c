@@ -29,6 +29,7 @@
 #include <linux/netfilter.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -211,37 +212,67 @@ static uint32_t prob(double p)
 	return (uint32_t)(p * UINT32_MAX);
 }
 
-static int load_dist(const char *name)
+/* where tc's distribution tables live: TC_LIB_DIR as tc honours it, else Debian's and others' */
+static const char *const DIST_DIRS[] = {"/usr/lib/tc", "/usr/lib/x86_64-linux-gnu/tc", "/usr/lib/aarch64-linux-gnu/tc",
+					 "/usr/lib64/tc", "/usr/local/lib/tc", NULL};
+
+static FILE *open_dist(const char *name)
 {
-	char path[128], line[512];
+	char path[256];
+	const char *env = getenv("TC_LIB_DIR");
 	FILE *f;
-	free(C.dist);
-	C.dist = NULL;
-	C.dist_size = 0;
+	if (env) {
+		snprintf(path, sizeof path, "%s/%s.dist", env, name);
+		if ((f = fopen(path, "r")))
+			return f;
+	}
+	for (int i = 0; DIST_DIRS[i]; i++) {
+		snprintf(path, sizeof path, "%s/%s.dist", DIST_DIRS[i], name);
+		if ((f = fopen(path, "r")))
+			return f;
+	}
+	return NULL;
+}
+
+/* the table of distribution `name` into *out (NULL for uniform); -1 if it cannot be read */
+static int load_dist(const char *name, int16_t **out, uint32_t *size)
+{
+	char line[512];
+	FILE *f;
+	int16_t *t;
+	uint32_t n = 0;
+	*out = NULL;
+	*size = 0;
 	if (!name[0] || !strcmp(name, "uniform"))
 		return 0;
-	snprintf(path, sizeof path, "/usr/lib/tc/%s.dist", name);
-	if (!(f = fopen(path, "r"))) {
-		fprintf(stderr, "mplab-netem: no distribution table %s\n", path);
+	if (!(f = open_dist(name))) {
+		fprintf(stderr, "mplab-netem: no distribution table %s.dist\n", name);
 		return -1;
 	}
-	C.dist = calloc(DIST_MAX, sizeof *C.dist);
-	while (fgets(line, sizeof line, f) && C.dist_size < DIST_MAX) {
+	t = calloc(DIST_MAX, sizeof *t);
+	while (t && fgets(line, sizeof line, f) && n < DIST_MAX) {
 		char *p = line, *end;
 		if (line[0] == '#')
 			continue;
 		for (;;) {
 			long v = strtol(p, &end, 0);
-			if (end == p || C.dist_size >= DIST_MAX)
+			if (end == p || n >= DIST_MAX)
 				break;
-			C.dist[C.dist_size++] = (int16_t)v;
+			t[n++] = (int16_t)v;
 			p = end;
 		}
 	}
 	fclose(f);
-	return C.dist_size ? 0 : -1;
+	if (!n) {
+		free(t);
+		return -1;
+	}
+	*out = t;
+	*size = n;
+	return 0;
 }
 
+/* read conf_path into C; on any error C stays as it was (a bad reload changes nothing) */
 static int load_conf(void)
 {
 	char line[256], key[64], dist[64] = "";
@@ -284,20 +315,21 @@ static int load_conf(void)
 	fclose(f);
 	if (n.reorder && n.gap == 0)
 		n.gap = 1; /* what tc does: reorder without gap means gap 1 */
+	snprintf(n.dist_name, sizeof n.dist_name, "%s", dist);
+	if (strcmp(dist, C.dist_name) || !C.dist_name[0]) {
+		if (load_dist(dist, &n.dist, &n.dist_size) < 0)
+			return -1;
+		free(C.dist);
+	} else {
+		n.dist = C.dist;
+		n.dist_size = C.dist_size;
+	}
 	/* keep the correlation state across a reload, as `tc qdisc change` would not reset it */
 	n.delay_cor.last = C.delay_cor.last;
 	n.loss_cor.last = C.loss_cor.last;
 	n.corrupt_cor.last = C.corrupt_cor.last;
 	n.reorder_cor.last = C.reorder_cor.last;
-	n.dist = C.dist;
-	n.dist_size = C.dist_size;
-	snprintf(n.dist_name, sizeof n.dist_name, "%s", C.dist_name);
 	C = n;
-	if (strcmp(dist, C.dist_name)) {
-		snprintf(C.dist_name, sizeof C.dist_name, "%s", dist);
-		if (load_dist(dist) < 0)
-			return -1;
-	}
 	return 0;
 }
 
@@ -385,6 +417,13 @@ int main(int argc, char **argv)
 		return 1;
 	/* the kernel's default slack (50 us) would be added to every timed release */
 	prctl(PR_SET_TIMERSLACK, 1UL);
+	/* A CFS task on a loaded host wakes up milliseconds late; SCHED_FIFO does not. Inside a
+	 * container this usually fails (no CAP_SYS_NICE, no RT budget in the container's cgroup):
+	 * the lab then sets it from the host (lab/impair/userspace.py, realtime()). */
+	{
+		struct sched_param sp = {.sched_priority = 20};
+		sched_setscheduler(0, SCHED_FIFO, &sp);
+	}
 
 	if (!(h = nfq_open())) {
 		perror("mplab-netem: nfq_open");

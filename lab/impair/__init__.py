@@ -28,6 +28,7 @@ __all__ = [
     "DIRECTIONS",
     "DISTRIBUTIONS",
     "ENGINES",
+    "ENV",
     "FIELDS",
     "Exec",
     "Impairment",
