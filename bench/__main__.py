@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.common import REPORT_DIR, Figure, machine_info, write_results
 
-SECTIONS = ("boot", "fwnet", "lab", "suite")
+SECTIONS = ("boot", "fwnet", "lab", "impair", "suite")
 
 
 def _log(msg: str) -> None:
@@ -50,6 +50,10 @@ def run_sections(only: list[str], repeat: int, quick: bool) -> tuple[list[Figure
                     figs += lab_bench.run(repeat=repeat, counts=(1, 2, 8), idle_counts=(1, 8), idle_window=5, repl_n=50)
                 else:
                     figs += lab_bench.run(repeat=repeat)
+            elif name == "impair":
+                from bench import impair_bench
+
+                figs += impair_bench.run(probes=50 if quick else 200)
             elif name == "suite":
                 from bench import suite
 

@@ -189,7 +189,10 @@ def _dist_check(imp: Impairment) -> str:
     if not imp.distribution or imp.distribution == "uniform":
         return ""
     f = f"{imp.distribution}.dist"
-    return f"ls /usr/lib/tc/{f} /usr/lib/*/tc/{f} >/dev/null 2>&1 || {{ echo no-dist; exit 0; }}; "
+    return (
+        f"ok=; for f in /usr/lib/tc/{f} /usr/lib/*/tc/{f}; do [ -r $f ] && ok=1; done; "
+        '[ -n "$ok" ] || { echo no-dist; exit 0; }; '
+    )
 
 
 def _host_pids(t: Target) -> list[int]:
