@@ -111,7 +111,7 @@ def apply(node: Target | Any, imp: Impairment) -> Impairment:
     keeps what it had. An empty Impairment clears those directions."""
     t = target_of(node)
     mod = _MODULES[engine(t)]
-    imp.node = t
+    imp.node, imp.on_exit = t, clear
     if mod is userspace:
         userspace.check(imp)
     for d in imp.directions:

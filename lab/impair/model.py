@@ -9,7 +9,8 @@ correlation), ``loss="gemodel 1% 30%"``, ``delay="100ms"``, ``jitter="20ms"``,
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -157,6 +158,8 @@ class Impairment:
     limit: str | None = None
     direction: str = "out"
     node: Target | None = field(default=None, repr=False, compare=False)  # set by apply()
+    # lab.impair.clear, set by apply(): the model does not import the engines
+    on_exit: Callable[[Target], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in FIELDS:
@@ -211,7 +214,7 @@ class Impairment:
 
     def values(self) -> dict[str, str]:
         """The set fields only, without the direction."""
-        return {k: v for k, v in asdict(self).items() if k in FIELDS and v is not None}
+        return {k: v for k in FIELDS if (v := getattr(self, k)) is not None}
 
     def as_dict(self) -> dict[str, str]:
         d = self.values()
@@ -228,10 +231,8 @@ class Impairment:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.node is not None:
-            from . import clear
-
-            clear(self.node)
+        if self.node is not None and self.on_exit is not None:
+            self.on_exit(self.node)
 
 
 def describe_values(d: dict[str, str]) -> str:
