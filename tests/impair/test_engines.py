@@ -244,8 +244,10 @@ def test_bursty_loss_gives_longer_runs_than_random_loss(lab: Lab, node: Node, wi
     port = warm_arp(node, lab, wire, host_peer)
     n = 800
     runs: dict[str, list[int]] = {}
-    # gemodel p 3 % r 30 %: stationary loss p/(p+r) = 9.1 %, mean burst 1/r = 3.3 packets
-    for name, loss in (("random", "9%"), ("gemodel", "gemodel 3% 30%")):
+    # gemodel p 2 % r 20 %: stationary loss p/(p+r) = 9.1 %, mean burst 1/r = 5 packets; random
+    # loss at 9 % gives runs of 1/(1-0.09) = 1.1. The capture may miss a few frames of its own
+    # under load (which lengthens both), so the test compares the two with room to spare.
+    for name, loss in (("random", "9%"), ("gemodel", "gemodel 2% 20%")):
         since = wire.mark()
         with node.impair(loss=loss):
             guest_udp_burst(node, lab, port, n, 1)
@@ -254,9 +256,10 @@ def test_bursty_loss_gives_longer_runs_than_random_loss(lab: Lab, node: Node, wi
         runs[name] = runs_of_missing(got, n)
     lost = {k: sum(v) for k, v in runs.items()}
     mean = {k: statistics.mean(v) if v else 0.0 for k, v in runs.items()}
-    assert 30 <= lost["random"] <= 130 and 20 <= lost["gemodel"] <= 200, lost
-    assert mean["random"] <= 1.5, f"random loss runs average {mean['random']:.2f}"
-    assert mean["gemodel"] >= 2.0, f"gemodel loss runs average {mean['gemodel']:.2f} (random {mean['random']:.2f})"
+    longest = {k: max(v, default=0) for k, v in runs.items()}
+    seen = f"lost {lost}, mean run {mean}, longest {longest}"
+    assert 30 <= lost["random"] <= 150 and 20 <= lost["gemodel"] <= 220, seen
+    assert mean["gemodel"] >= 2.5 and mean["gemodel"] >= 1.8 * mean["random"], seen
 
 
 # ---- a change mid-transfer -----------------------------------------------------------------
