@@ -373,7 +373,9 @@ static int on_packet(struct nfq_q_handle *q, struct nfgenmsg *m, struct nfq_data
 					delay = 0;
 				t = last_due;
 			}
-			delay += (int64_t)((uint64_t)len * 1000000000ull / C.rate);
+			/* netem counts qdisc_pkt_len(), the frame with its 14-byte Ethernet header;
+			 * the queue hands us the IP packet */
+			delay += (int64_t)((uint64_t)(len + 14) * 1000000000ull / C.rate);
 		}
 		counter++;
 	} else {

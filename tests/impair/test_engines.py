@@ -262,6 +262,19 @@ def test_bursty_loss_gives_longer_runs_than_random_loss(lab: Lab, node: Node, wi
     assert mean["gemodel"] >= 2.5 and mean["gemodel"] >= 1.8 * mean["random"], seen
 
 
+def test_rate_paces_the_guests_datagrams_on_the_wire(lab: Lab, node: Node, wire, host_peer) -> None:
+    port = warm_arp(node, lab, wire, host_peer)
+    since = wire.mark()
+    with node.impair(rate="256kbit"):
+        guest_udp_burst(node, lab, port, 30, 0, size=1000)  # as fast as the guest can
+        time.sleep(1.5)
+    got = wire_seqs(wire, node, port, since)
+    assert len(got) == 30, f"{len(got)}/30 datagrams (the default limit of 1000 packets drops none)"
+    span = got[-1][0] - got[0][0]
+    kbit = 29 * (1000 + 28 + 14) * 8 / span / 1000
+    assert 180 <= kbit <= 300, f"{kbit:.0f} kbit/s on the wire with rate 256kbit (span {span * 1000:.0f} ms)"
+
+
 # ---- a change mid-transfer -----------------------------------------------------------------
 def test_change_mid_transfer_shows_in_pcap(lab: Lab, node: Node, wire, host_peer) -> None:
     port = warm_arp(node, lab, wire, host_peer)
