@@ -333,12 +333,33 @@ static int load_conf(void)
 	return 0;
 }
 
+/* The packet's length from its IP header: without corrupt only COPY_HEAD bytes are copied to
+ * us (the verdict leaves the packet itself whole), and rate needs the real length. */
+#define COPY_HEAD 128
+static int ip_len(const unsigned char *p, int caplen)
+{
+	if (caplen >= 20 && (p[0] >> 4) == 4)
+		return (p[2] << 8) | p[3];
+	if (caplen >= 40 && (p[0] >> 4) == 6)
+		return 40 + ((p[4] << 8) | p[5]);
+	return caplen;
+}
+
+/* copy whole packets only while corrupting: the copy is most of the engine's cost */
+static void set_copy(void)
+{
+	static int whole = -1;
+	int want = C.corrupt != 0;
+	if (qh && want != whole && nfq_set_mode(qh, NFQNL_COPY_PACKET, want ? 0xffff : COPY_HEAD) == 0)
+		whole = want;
+}
+
 /* ---- one packet: sch_netem.c netem_enqueue(), minus duplicate (nft does it: see docs) ---- */
 static int on_packet(struct nfq_q_handle *q, struct nfgenmsg *m, struct nfq_data *nfa, void *u)
 {
 	struct nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfa);
 	unsigned char *payload = NULL, *data = NULL;
-	int len = nfq_get_payload(nfa, &payload);
+	int len = nfq_get_payload(nfa, &payload), caplen;
 	uint32_t id;
 	int64_t delay = 0, t;
 	(void)q, (void)m, (void)u;
@@ -347,6 +368,8 @@ static int on_packet(struct nfq_q_handle *q, struct nfgenmsg *m, struct nfq_data
 	id = ntohl(ph->packet_id);
 	if (len < 0)
 		len = 0;
+	caplen = len;
+	len = ip_len(payload, len);
 
 	if (C.ge ? ge_loss() : (C.loss && C.loss >= crandom(&C.loss_cor))) {
 		verdict(id, NF_DROP, 0, NULL);
@@ -356,7 +379,7 @@ static int on_packet(struct nfq_q_handle *q, struct nfgenmsg *m, struct nfq_data
 		verdict(id, NF_DROP, 0, NULL);
 		return 0;
 	}
-	if (C.corrupt && len > 0 && C.corrupt >= crandom(&C.corrupt_cor)) {
+	if (C.corrupt && caplen >= len && len > 0 && C.corrupt >= crandom(&C.corrupt_cor)) {
 		/* netem flips one random bit of the linear data */
 		data = malloc(len);
 		memcpy(data, payload, len);
@@ -439,6 +462,7 @@ int main(int argc, char **argv)
 		perror("mplab-netem: nfq_set_mode");
 		return 1;
 	}
+	set_copy();
 	fd = nfq_fd(h);
 	nfnl_rcvbufsiz(nfq_nfnlh(h), 16 << 20);
 	/* a burst larger than the socket buffer loses packets, not the engine */
@@ -467,6 +491,7 @@ int main(int argc, char **argv)
 			got_hup = 0;
 			if (load_conf() < 0)
 				fprintf(stderr, "mplab-netem: reload failed, keeping going\n");
+			set_copy();
 		}
 		if (nheld) {
 			int64_t wait = heap[0].due - now_ns();
