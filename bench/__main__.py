@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import REPORT_DIR, Figure, machine_info, write_results
 
-SECTIONS = ("boot", "fwnet", "lab", "apps", "console", "suite")
+SECTIONS = ("boot", "fwnet", "lab", "apps", "console", "impair", "suite")
 
 
 def _log(msg: str) -> None:
@@ -64,6 +64,10 @@ def run_sections(
                 from bench import console_rate
 
                 figs += console_rate.run(repeat=repeat)
+            elif name == "impair":
+                from bench import impair_bench
+
+                figs += impair_bench.run(probes=50 if quick else 200)
             elif name == "suite":
                 from bench import suite
 

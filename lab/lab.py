@@ -258,16 +258,17 @@ class Node:
         """The console if it is connected, else None (does not connect)."""
         return self._console if self._console is not None and not self._console.closed else None
 
-    # ---- impairments and link (lab/impair.py, docs/impairments.md) ---------------------
+    # ---- impairments and link (lab/impair/, docs/impairments.md) ---------------------
     def impair_target(self) -> impair.Target:
-        """What lab/impair.py acts on: this node's container and guest MAC."""
+        """What lab/impair acts on: this node's container and guest MAC."""
         return impair.Target(self.lab.name, self.name, self.container, self.mac, self.info.id, self.lab.runtime.exec)
 
     def impair(self, **fields: Any) -> impair.Impairment:
-        """Impair the node's link in the kernel (tc netem): ``impair(loss="10%", delay="100ms")``.
+        """Impair the node's link (tc netem, or the userspace engine where the kernel has no
+        netem): ``impair(loss="10%", delay="100ms", direction="in")``.
 
-        Replaces earlier impairments. Returns the ``Impairment``; ``with node.impair(...):``
-        clears on exit.
+        Replaces what the directions it names had; the other direction keeps its own.
+        Returns the ``Impairment``; ``with node.impair(...):`` clears on exit.
         """
         return impair.apply(self.impair_target(), impair.make(**fields))
 
@@ -275,7 +276,7 @@ class Node:
         impair.clear(self.impair_target())
 
     def impairments(self) -> dict[str, str]:
-        """Active impairments read back from the kernel, e.g. ``{"loss": "10%", "direction": "out"}``."""
+        """Active impairments read back from the engine, e.g. ``{"loss": "10%", "direction": "out"}``."""
         return impair.current(self.impair_target())
 
     def link(self, up: bool) -> None:

@@ -41,7 +41,7 @@ node-image: $(_MPLAB_BASE_DEP)
 	@test -f $(FIRMWARE_ELF) || { echo "images: $(FIRMWARE_ELF) is missing: run 'make firmware' first (or pass FIRMWARE_ELF=...)" >&2; exit 1; }
 	@scripts/ensure-docker.sh
 	@DOCKER="$(DOCKER)" images/build-image.sh $(NODE_IMAGE) $(BASE_IMAGE) images/node/Dockerfile \
-	    tap-net/mplab-node tap-net/mplab-qmp $(FIRMWARE_ELF):firmware.elf
+	    tap-net/mplab-node tap-net/mplab-qmp images/node/mplab-netem.c $(FIRMWARE_ELF):firmware.elf
 
 services-image: $(_MPLAB_BASE_DEP)
 	@scripts/ensure-docker.sh

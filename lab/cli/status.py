@@ -44,14 +44,22 @@ def print_status(lab: Lab) -> int:
 
 
 def _print_impairments(lab: Lab, rows: list) -> None:
-    """One line per impaired node (lab/impair.py reads them back from the kernel)."""
-    from ..impair import describe
+    """One line per impaired node, both directions (lab/impair reads them back from the
+    engine), then the engine in use."""
+    from ..errors import LabError
+    from ..impair import describe_state, engine, state
 
-    for r in rows:
-        if r.state == "up":
-            imp = lab.node(r.name).impairments()
-            if imp:
-                print(f"impairments {r.name}: {describe(imp)}")
+    up = [r for r in rows if r.state == "up"]
+    if not up:
+        return
+    try:
+        for r in up:
+            st = state(lab.node(r.name).impair_target())
+            if st["out"] or st["in"]:
+                print(f"impairments {r.name}: {describe_state(st)}")
+        print(f"impairment engine: {engine(lab.node(up[0].name).impair_target())}")
+    except LabError as e:
+        print(f"impairments: {e}")
 
 
 def _print_services(lab: Lab) -> None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..console import ConsoleError, ConsoleTimeout, GuestError
-from ..errors import LabError
+from ..errors import ConfigError, LabError
+from ..impair import DIRECTIONS, check_value, make
 from ..impair import FIELDS as IMPAIR_FIELDS
 from ..peers import close as close_socket
 from ..peers import connect_from
@@ -31,7 +32,7 @@ from . import judge
 from .loader import Validator, did_you_mean, rel
 from .model import Check, Expect, Path_, Peer, RunState, ScenarioError, Step, StepResult, WireSpec
 
-IMPAIR_KEYS = set(IMPAIR_FIELDS)
+IMPAIR_KEYS = {*IMPAIR_FIELDS, "direction"}
 STEP_META = ("id", "at", "after", "says")  # what a step may carry besides its one action
 INJECT_KINDS = {
     "rst": ("client", "client_port", "server", "server_port"),
@@ -231,18 +232,33 @@ class Sleep(Action):
 @register
 class Impair(Action):
     name = "impair"
-    synopsis = "{node, " + ", ".join(IMPAIR_FIELDS) + "}"
+    synopsis = "{node, direction, " + ", ".join(IMPAIR_FIELDS) + "}"
     fields = frozenset({"node"} | IMPAIR_KEYS)
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
         a = self.mapping(c, a, at)
         _node_arg(c, a, at)
-        if not set(a) & IMPAIR_KEYS:
-            raise c.v.err(at, "no impairment given", f"add one of: {', '.join(sorted(IMPAIR_KEYS))}")
-        return {k: (x if k == "node" else str(x)) for k, x in a.items()}, None
+        if not set(a) & set(IMPAIR_FIELDS):
+            raise c.v.err(at, "no impairment given", f"add one of: {', '.join(IMPAIR_FIELDS)}")
+        a = {k: (x if k == "node" else str(x)) for k, x in a.items()}
+        # The model's own checks, so a bad value is the schema's file:line:field error.
+        for k in sorted(set(a) & IMPAIR_KEYS):
+            if k == "direction":
+                if a[k] not in DIRECTIONS:
+                    raise c.v.err((*at, k), f"invalid direction {a[k]!r}", f"use one of: {', '.join(DIRECTIONS)}")
+                continue
+            try:
+                check_value(k, a[k])
+            except ConfigError as e:
+                raise c.v.err((*at, k), str(e), "see docs/impairments.md for the values each key takes") from None
+        try:
+            make(**{k: a[k] for k in IMPAIR_KEYS if k in a})
+        except ConfigError as e:
+            raise c.v.err(at, str(e), "see docs/impairments.md") from None
+        return a, None
 
     def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
-        kw = {k: a[k] for k in IMPAIR_FIELDS if k in a}
+        kw = {k: a[k] for k in IMPAIR_KEYS if k in a}
         r.lab.node(a["node"]).impair(**kw)
         r.impaired.add(a["node"])
         res.note = ", ".join(f"{k}={x}" for k, x in kw.items())

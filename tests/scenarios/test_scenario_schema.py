@@ -145,7 +145,7 @@ def test_impair_fields_and_service_ports_have_one_source() -> None:
 
     from lab import impair, services
 
-    assert set(impair.FIELDS) == sc.IMPAIR_KEYS
+    assert {*impair.FIELDS, "direction"} == sc.IMPAIR_KEYS
     assert sc.SERVICES == services.PORTS
     # the services image cannot import the lab: its own table must agree with lab/services.py
     tree = ast.parse((REPO / "images" / "services" / "peers.py").read_text())
