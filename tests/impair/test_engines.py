@@ -21,6 +21,7 @@ from scapy.layers.inet import IP, TCP, UDP
 
 from lab import Lab, Node
 from lab.impair import engine, netem_available, state, userspace
+from lab.netns import icmp_checksum
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
@@ -38,15 +39,6 @@ def mplab(lab_name: str, *args: str, env: dict[str, str] | None = None) -> subpr
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _cksum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    s = (s >> 16) + (s & 0xFFFF)
-    s += s >> 16
-    return ~s & 0xFFFF
-
-
 def pings(lab: Lab, ip: str, n: int = 30, interval: float = 0.1, timeout: float = 2.0) -> list[float]:
     """ICMP echo RTTs (s) from the host to ``ip`` (a raw socket: no ping binary needed)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -73,7 +65,7 @@ def pings(lab: Lab, ip: str, n: int = 30, interval: float = 0.1, timeout: float 
     for seq in range(n):
         body = b"mplab-ping" + bytes(22)
         hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        pkt = struct.pack("!BBHHH", 8, 0, _cksum(hdr + body), ident, seq) + body
+        pkt = struct.pack("!BBHHH", 8, 0, icmp_checksum(hdr + body), ident, seq) + body
         sent[seq] = time.monotonic()
         s.sendto(pkt, (ip, 0))
         time.sleep(interval)
@@ -227,12 +219,12 @@ def test_corruption_shows_as_bad_checksums_at_the_receiver(lab: Lab, node: Node,
     for *_, p in frames:
         raw = bytes(p[IP])
         ihl = (raw[0] & 0xF) * 4
-        if _cksum(raw[:ihl]) != 0:
+        if icmp_checksum(raw[:ihl]) != 0:
             bad += 1
             continue
         udp = raw[ihl:]
         pseudo = raw[12:20] + struct.pack("!BBH", 0, 17, len(udp))
-        if struct.unpack("!H", udp[6:8])[0] and _cksum(pseudo + udp) != 0:
+        if struct.unpack("!H", udp[6:8])[0] and icmp_checksum(pseudo + udp) != 0:
             bad += 1
     # the frames whose flipped bit fell outside the UDP/IP (a different dst/port) are not counted
     assert 10 <= bad <= 60, f"{bad} bad checksums in {len(frames)} frames with corrupt 10% (expected ~30)"
