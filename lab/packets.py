@@ -301,8 +301,9 @@ Match = Callable[[Packet], bool]
 
 
 def is_ip(p: Packet, layer: Any, src: str, dst: str) -> bool:
-    """An IP packet src > dst that has ``layer`` (TCP, UDP, ICMP, DNS, ...)."""
-    return IP in p and layer in p and p[IP].src == src and p[IP].dst == dst
+    """An IPv4 or IPv6 packet src > dst that has ``layer`` (TCP, UDP, ICMP, DNS, ...)."""
+    ip = l3(p)
+    return ip is not None and layer in p and ip.src == src and ip.dst == dst
 
 
 def is_tcp(p: Packet, src: str, dst: str, sport: int | None = None, dport: int | None = None) -> bool:
