@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import codecs
+import os
 import re
 import select
 import socket
@@ -38,6 +39,7 @@ FRIENDLY_PROMPT = b">>> "
 CTRL_A, CTRL_B, CTRL_C, CTRL_D = b"\x01", b"\x02", b"\x03", b"\x04"
 RAW_PASTE_REQUEST = b"\x05A\x01"
 TAIL_CHARS = 400
+RAW_RETRY = 2.0  # seconds without a raw-REPL banner before Ctrl-A goes again
 
 # The banner a booting guest prints (cold boot, machine.reset(), a crash into the reset
 # vector): "MicroPython v1.25.0 on 2025-04-15; MPS2 with Cortex-M3\r\nType "help()" ...".
@@ -346,24 +348,46 @@ class Console:
 
     # ---- raw REPL -------------------------------------------------------------------
     def enter_raw(self, timeout: float = 10.0) -> None:
-        """Interrupt whatever runs and enter the raw REPL.
+        """Interrupt whatever runs and enter the raw REPL, in step with the guest.
 
-        Keys are not re-sent on a mere wait, since a slow guest would answer each copy and
-        leave stray banners to desync the raw-paste protocol. The one exception is a guest that
-        answers with a fresh boot banner and prompt: it booted after the keys went out and
-        never saw them (seen in CI on a loaded host), so Ctrl-A goes once more.
+        Keys sent while the guest boots are lost, and a slow guest answers every copy of a
+        re-sent key, so neither "send once" nor "send until answered" alone is safe. Ctrl-A
+        goes again each RAW_RETRY seconds without a banner; then a sync barrier, a tiny
+        program whose output carries a fresh nonce, is run. The guest reads its input in
+        order, so once the nonce's reply is in, every reply to earlier keys (extra banners,
+        prompts, a boot banner) has come before it and is skipped: nothing stale is left to
+        desync the raw-paste handshake of the next exec.
         """
         deadline = time.monotonic() + timeout
         self._send(b"\r" + CTRL_C + CTRL_C)
         self._drain(quiet=0.05, limit=1.0)
-        self._send(b"\r" + CTRL_A)
-        booted = re.compile(BOOT_BANNER_RE.pattern + rb">>> ")
-        got = self._expect([re.compile(re.escape(RAW_BANNER)), booted], timeout, "Ctrl-A (enter raw REPL)", exact=False)
-        if got == 1:
+        attempts = 0
+        while True:
+            attempts += 1
             self._send(b"\r" + CTRL_A)
-            self._expect(RAW_BANNER, max(1.0, deadline - time.monotonic()), "Ctrl-A after the guest booted")
-            self._drain(quiet=0.1, limit=1.0)  # a second banner, had the first Ctrl-A been seen after all
+            left = deadline - time.monotonic()
+            try:
+                self._expect(RAW_BANNER, max(0.1, min(RAW_RETRY, left)), "Ctrl-A (enter raw REPL)")
+                self._sync(deadline)
+                break
+            except ConsoleTimeout as e:
+                if time.monotonic() >= deadline:
+                    raise ConsoleTimeout(
+                        f"{self.name}: the guest did not enter the raw REPL within {timeout:g}s "
+                        f"({attempts} tries of Ctrl-C, Ctrl-A); got {_show(e.tail)}",
+                        sent="Ctrl-A (enter raw REPL)",
+                        tail=e.tail,
+                    ) from None
+                self._send(CTRL_C + CTRL_C)  # a program that ignored the first interrupt
         self._mode = self._RAW
+
+    def _sync(self, deadline: float) -> None:
+        """Run a nonce program by the plain raw REPL and wait for exactly its reply."""
+        nonce = os.urandom(6).hex()
+        # the reply joins two literals, so an echo of the code (friendly REPL) never matches
+        self._send(f"print('mplab-sync','{nonce}')".encode() + CTRL_D)
+        reply = f"mplab-sync {nonce}\r\n".encode() + CTRL_D + CTRL_D + b">"
+        self._expect(reply, max(0.5, min(RAW_RETRY, deadline - time.monotonic())), "the raw REPL sync program")
 
     def exec(self, code: str, timeout: float = 10.0, on_output: Callable[[str], None] | None = None) -> str:
         """Run ``code`` on the guest, return its stdout ("\r\n" → "\n").

@@ -16,9 +16,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from repl_emulator import ReplEmulator
 
 from lab import cli
-from lab.console import RAW_BANNER, Console, ConsoleError
+from lab.console import Console, ConsoleError
 from lab.errors import ConfigError, LabError
 from lab.impair import FIELDS, make
 from lab.scenario import schema
@@ -151,47 +152,22 @@ def test_timeout_type_is_total(value: str) -> None:
 
 
 # ---- the console -----------------------------------------------------------------------------
-class FakeGuest(threading.Thread):
-    """The guest end of a socketpair: speaks just enough raw REPL, then sends ``payload``.
-
-    With ``protocol`` False it sends only ``payload`` (random bytes from the guest side) and
-    closes; with True it answers the raw-REPL and raw-paste handshakes first.
-    """
-
-    def __init__(self, sock: socket.socket, payload: bytes, protocol: bool) -> None:
-        super().__init__(daemon=True)
-        self.sock, self.payload, self.protocol = sock, payload, protocol
-
-    def run(self) -> None:
-        s = self.sock
-        try:
-            if not self.protocol:
-                s.sendall(self.payload)
-                return
-            buf = b""
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    return
-                buf += data
-                if b"\r\x01" in buf and b"entered" not in buf:
-                    buf = buf.replace(b"\r\x01", b"entered")
-                    s.sendall(RAW_BANNER)
-                if b"\x05A\x01" in buf:
-                    buf = buf.replace(b"\x05A\x01", b"")
-                    s.sendall(b"R\x01" + (4096).to_bytes(2, "little"))
-                if b"\x04" in buf:
-                    s.sendall(b"\x04" + self.payload)
-                    return
-        except OSError:
-            pass
-        finally:
-            s.close()
-
-
 def _run_console(payload: bytes, protocol: bool, code: str = "print(1)") -> tuple[str | None, ConsoleError | None]:
+    """Run ``code`` against a guest that answers it with ``payload`` and hangs up.
+
+    With ``protocol`` False the guest sends only ``payload`` (random bytes) and closes; with
+    True the REPL emulator does the raw-REPL handshakes first, then sends ``payload`` as the
+    program's reply (after raw-paste's end-of-data acknowledgement).
+    """
     a, b = socket.socketpair()
-    guest = FakeGuest(b, payload, protocol)
+    if protocol:
+
+        def reply(program: str) -> bytes | None:
+            return payload if program == code else None  # None: the console's sync program
+
+        guest: threading.Thread = ReplEmulator(b, on_exec=reply, hang_up_after_reply=True)
+    else:
+        guest = threading.Thread(target=lambda: (b.sendall(payload), b.close()), daemon=True)
     guest.start()
     con = Console(a, name="fuzz")
     try:
