@@ -13,6 +13,9 @@ semihosting console (tap-net/mplab-node). Figures:
   semihosting console): the lab figure without Docker's log pipe and bridge.
 - ``exec_input_rate_lab``: code bytes per second into the guest (raw-paste), for contrast:
   input is still one UART byte per QEMU main-loop turn.
+- ``file_upload_rate_lab``: file bytes per second onto the guest's filesystem with
+  lab.guestfs.put_many by the host channel (staged in the container, read by semihosting);
+  baseline: the console channel (the bytes in exec code), what every upload did before.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.common import REPO, Figure
-from lab import Lab
+from lab import Lab, guestfs
 from lab.console import Console
 
 Log = Callable[[str], None]
@@ -149,7 +153,47 @@ def run(repeat: int = 5, nbytes: int = 1 << 20, lab_name: str = "bcon", log: Log
                 "main-loop turn",
             )
         )
+        host, console = upload_rates(nd, repeat)
+        med_host, med_console = statistics.median(host) / 1e3, statistics.median(console) / 1e3
+        log(f"upload: host channel {med_host:.0f} KB/s, console {med_console:.1f} KB/s")
+        figs.append(
+            Figure(
+                "file_upload_rate_lab",
+                "KB/s",
+                [x / 1e3 for x in host],
+                baseline="the console channel (file bytes in exec code)",
+                baseline_samples=[x / 1e3 for x in console],
+                note="guestfs.put_many of 200 KiB (baseline 20 KiB) onto a lab node's littlefs, "
+                "host clock from the call to its return, docker cp included",
+            )
+        )
     finally:
         lab.close()
         lab.down()
     return figs
+
+
+class _ConsoleOnly:
+    """A node without ``stage``: guestfs takes the console channel."""
+
+    def __init__(self, node: Any) -> None:
+        self.node, self.name = node, node.name
+
+    def exec(self, code: str, timeout: float = 10.0) -> str:
+        return self.node.exec(code, timeout=timeout)
+
+
+def upload_rates(node: Any, repeat: int) -> tuple[list[float], list[float]]:
+    """Bytes per second of guestfs.put_many: (host channel, console channel)."""
+    host, console = [], []
+    for i in range(repeat):
+        data = bytes([i]) + bytes(range(256)) * 800  # a new hash each time: staged anew
+        t = time.monotonic()
+        assert guestfs.put_many(node, [("/bench_up.bin", data)]) == "host"
+        host.append(len(data) / (time.monotonic() - t))
+        small = data[: 20 << 10]
+        t = time.monotonic()
+        assert guestfs.put_many(_ConsoleOnly(node), [("/bench_up.bin", small)]) == "console"
+        console.append(len(small) / (time.monotonic() - t))
+    guestfs.rm(node, "/bench_up.bin")
+    return host, console

@@ -64,6 +64,7 @@ class Report:
     reset: bool = False
     console: str = ""  # the guest's output after the soft reset (main.py's first lines)
     packages: list[str] = field(default_factory=list)  # name==version of each package installed
+    channel: str = ""  # how the files went: "host" (staged, semihosting) or "console"; "" = none sent
 
     @property
     def bytes_sent(self) -> int:
@@ -79,10 +80,10 @@ class Report:
 
     def summary(self) -> str:
         total = sum(f.size for f in self.files)
-        return (
-            f"{self.node}: {len(self.sent)} file(s) sent ({self.bytes_sent} bytes), "
-            f"{len(self.unchanged)} unchanged, {len(self.files)} in all ({total} bytes)"
-            + (", soft reset" if self.reset else "")
+        return f"{self.node}: {len(self.sent)} file(s) sent ({self.bytes_sent} bytes" + (
+            f", by {self.channel}" if self.channel else ""
+        ) + "), " f"{len(self.unchanged)} unchanged, {len(self.files)} in all ({total} bytes)" + (
+            ", soft reset" if self.reset else ""
         )
 
 
@@ -167,11 +168,14 @@ def sync(
         if changed:
             todo.append((path, data))
     total = sum(len(d) for _, d in todo)
-    done = 0
-    for i, (path, data) in enumerate(todo, 1):
-        guestfs.put(node, data, path, chunk=chunk)
-        done += len(data)
-        say(f"  [{i}/{len(todo)}] {path} ({len(data)} bytes, {done}/{total})")
+    done = [0, 0]  # files, bytes
+
+    def sent(path: str, n: int) -> None:
+        done[0] += 1
+        done[1] += n
+        say(f"  [{done[0]}/{len(todo)}] {path} ({n} bytes, {done[1]}/{total})")
+
+    rep.channel = guestfs.put_many(node, todo, chunk=chunk, on_file=sent) if todo else ""
     if todo:  # read back by hash: a short write would otherwise go unnoticed until import
         again = guest_hashes(node, [p for p, _ in todo])
         for (path, data), h in zip(todo, again, strict=True):
@@ -270,4 +274,5 @@ def describe(rep: Report) -> dict[str, Any]:
         "unchanged": rep.unchanged,
         "reset": rep.reset,
         "packages": rep.packages,
+        "channel": rep.channel,
     }

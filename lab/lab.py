@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -24,6 +24,8 @@ GUEST_CA = lanservices.GUEST_CA  # the lab CA's certificate on every node: /cert
 # In the node container: why the guest needs `mplab reset` (a reboot whose network bring-up
 # could not be redone). Lives with the container, so every process (status) sees it.
 GUEST_STATE = "/run/mplab/guest-state"
+# Files staged for the guest to read by semihosting (Node.stage; in the container, not on a volume).
+STAGE_DIR = "/run/mplab/stage"
 Progress = Callable[[str], None]
 
 
@@ -200,6 +202,12 @@ class Node:
     def logs(self, tail: int | None = None) -> str:
         """The console log (everything the guest printed) and the entrypoint's messages."""
         return self.lab.runtime.logs(self.container, tail=tail)
+
+    def stage(self, files: Mapping[str, bytes]) -> str:
+        """Put ``files`` into the node's container, where the guest reads them by semihosting
+        (lab.guestfs's fast channel); return that directory. Removed with the container."""
+        self.lab.runtime.copy_in(self.container, STAGE_DIR, files)
+        return STAGE_DIR
 
     def qmp(self, command: str, timeout: float = 10.0) -> str:
         p = self.lab.runtime.exec(self.container, ["mplab-qmp", command], timeout=timeout)

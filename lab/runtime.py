@@ -8,12 +8,14 @@ it also works after a crash or without the compose file.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +72,11 @@ class Runtime(ABC):
 
     @abstractmethod
     def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]: ...
+
+    @abstractmethod
+    def copy_in(self, container: str, dest_dir: str, files: Mapping[str, bytes], timeout: float = 60.0) -> None:
+        """Write ``files`` (name → bytes) into the absolute directory ``dest_dir`` of
+        ``container``, making the directory if needed. Raises LabError."""
 
     @abstractmethod
     def subnets_in_use(self) -> dict[str, str]:
@@ -230,6 +237,34 @@ class ComposeRuntime(Runtime):
 
     def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return self._run([self.docker, "exec", container, *argv], check=False, timeout=timeout)
+
+    def copy_in(self, container: str, dest_dir: str, files: Mapping[str, bytes], timeout: float = 60.0) -> None:
+        # One `docker cp -` of a tar that holds the directory itself, so that it is made too.
+        parent, _, leaf = dest_dir.rstrip("/").rpartition("/")
+        if not leaf or not dest_dir.startswith("/"):
+            raise LabError(f"copy_in: {dest_dir!r} is not an absolute directory below /")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            d = tarfile.TarInfo(leaf)
+            d.type, d.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(d)
+            for name, data in files.items():
+                f = tarfile.TarInfo(f"{leaf}/{name}")
+                f.size, f.mode = len(data), 0o644
+                tar.addfile(f, io.BytesIO(data))
+        argv = [self.docker, "cp", "-", f"{container}:{parent or '/'}"]
+        try:
+            p = subprocess.run(argv, input=buf.getvalue(), capture_output=True, timeout=timeout)
+        except FileNotFoundError:
+            raise RuntimeUnavailable(
+                f"`{self.docker}` not found: install Docker with scripts/ensure-host-packages.sh"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise LabError(f"`docker cp` into {container} did not finish within {timeout:g}s") from None
+        if p.returncode != 0:
+            err = p.stderr.decode("utf-8", "replace").strip().splitlines()
+            why = err[-1] if err else f"exit {p.returncode}"
+            raise LabError(f"copying {len(files)} file(s) into {container}:{dest_dir} failed: {why}")
 
 
 def _container_info(c: dict) -> ContainerInfo:

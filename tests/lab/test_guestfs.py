@@ -4,13 +4,14 @@ LabError naming node, path and errno."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lab import LabError, Node, guestfs
+from lab import LabError, Node, deploy, guestfs
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -84,3 +85,66 @@ def test_cli_cp_uses_guestfs(node: Node, tmp_path: Path) -> None:
     r = _cp(node, src, "/no/such/x.py")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert f"{node.name}: /no/such/x.py: put failed: ENOENT (errno 2)" in r.stderr, r.stderr
+
+
+# ---- the two channels of a write ---------------------------------------------------------
+BIG = bytes(range(256)) * 800  # 200 KiB: seconds by the console, well under one by the host channel
+
+
+class StagesElsewhere:
+    """The node, staging into its container but naming a directory the guest cannot open:
+    what a firmware without the host channel, or a broken staging, looks like to guestfs."""
+
+    def __init__(self, node: Node, fail: bool = False) -> None:
+        self.node, self.name, self.fail = node, node.name, fail
+        self.staged = 0
+
+    def exec(self, code: str, timeout: float = 10.0) -> str:
+        return self.node.exec(code, timeout=timeout)
+
+    def stage(self, files: dict[str, bytes]) -> str:
+        if self.fail:
+            raise LabError("staging refused")
+        self.staged += len(files)
+        self.node.stage(files)
+        return "/nonexistent-stage"
+
+
+def _guest_sha(node: Node, path: str) -> str:
+    return deploy.guest_hashes(node, [path])[0] or ""
+
+
+def test_a_large_write_goes_by_the_host_channel(node: Node) -> None:
+    assert guestfs.put_many(node, [("/t_big.bin", BIG)]) == "host"
+    try:
+        assert _guest_sha(node, "/t_big.bin") == hashlib.sha256(BIG).hexdigest()
+        assert guestfs.stat(node, "/t_big.bin").size == len(BIG)
+    finally:
+        guestfs.rm(node, "/t_big.bin")
+
+
+def test_small_writes_take_the_console(node: Node) -> None:
+    assert guestfs.put_many(node, [("/t_small.bin", DATA)]) == "console"  # below STAGE_MIN
+    try:
+        assert guestfs.get(node, "/t_small.bin") == DATA
+    finally:
+        guestfs.rm(node, "/t_small.bin")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["guest-cannot-open", "staging-fails"])
+def test_without_the_host_channel_the_console_writes_it_whole(node: Node, fail: bool) -> None:
+    data = BIG[:6000]
+    other = StagesElsewhere(node, fail=fail)
+    seen: list[tuple[str, int]] = []
+    got = guestfs.put_many(
+        other, [("/t_fb1.bin", data), ("/t_fb2.bin", data[::-1])], on_file=lambda p, n: seen.append((p, n))
+    )
+    try:
+        assert got == "console"
+        assert seen == [("/t_fb1.bin", 6000), ("/t_fb2.bin", 6000)]
+        assert _guest_sha(node, "/t_fb1.bin") == hashlib.sha256(data).hexdigest()
+        assert _guest_sha(node, "/t_fb2.bin") == hashlib.sha256(data[::-1]).hexdigest()
+        assert other.staged == (0 if fail else 2)
+    finally:
+        guestfs.rm(node, "/t_fb1.bin")
+        guestfs.rm(node, "/t_fb2.bin")

@@ -34,6 +34,8 @@ uint32_t mplab_random_u32(void);
 // Wall clock (nanoseconds since 1970) and host services (board_host.c).
 void mplab_rtc_set_ns(uint64_t epoch_ns);
 void mplab_host_init(void);
+// One Arm semihosting call (bkpt 0xab): operation, argument block; returns r0.
+int mplab_host_call(uint32_t op, const void *args);
 // True when QEMU's semihosting console is the serial port's chardev (board_host.c).
 extern bool mplab_host_console;
 void mplab_host_write0(const char *s);

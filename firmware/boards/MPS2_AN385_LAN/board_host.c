@@ -20,7 +20,7 @@
 #define SYS_TIME    (0x11)
 #define OPEN_MODE_RB (1)
 
-static int host_call(uint32_t op, const void *args) {
+int mplab_host_call(uint32_t op, const void *args) {
     register uint32_t r0 __asm__ ("r0") = op;
     register const void *r1 __asm__ ("r1") = args;
     __asm volatile ("bkpt 0xab" : "+r" (r0) : "r" (r1) : "memory");
@@ -30,14 +30,14 @@ static int host_call(uint32_t op, const void *args) {
 static int entropy_handle = -1;
 
 uint32_t mplab_host_time_s(void) {
-    return (uint32_t)host_call(SYS_TIME, NULL);
+    return (uint32_t)mplab_host_call(SYS_TIME, NULL);
 }
 
 bool mplab_host_entropy(uint8_t *buf, size_t len) {
     if (entropy_handle < 0) {
         static const char path[] = "/dev/urandom";
         uint32_t args[3] = { (uint32_t)path, OPEN_MODE_RB, sizeof(path) - 1 };
-        entropy_handle = host_call(SYS_OPEN, args);
+        entropy_handle = mplab_host_call(SYS_OPEN, args);
         if (entropy_handle < 0) {
             return false;
         }
@@ -45,7 +45,7 @@ bool mplab_host_entropy(uint8_t *buf, size_t len) {
     while (len > 0) {
         uint32_t args[3] = { (uint32_t)entropy_handle, (uint32_t)buf, len };
         // SYS_READ returns the number of bytes *not* read.
-        int left = host_call(SYS_READ, args);
+        int left = mplab_host_call(SYS_READ, args);
         if (left < 0 || (size_t)left >= len) {
             return false;
         }
@@ -78,7 +78,7 @@ bool mplab_host_console = false;
 static bool host_cmdline_has(const char *word) {
     static char buf[256];
     uint32_t args[2] = { (uint32_t)buf, sizeof(buf) };
-    if (host_call(SYS_GET_CMDLINE, args) != 0) {
+    if (mplab_host_call(SYS_GET_CMDLINE, args) != 0) {
         return false;
     }
     buf[sizeof(buf) - 1] = 0;
@@ -92,7 +92,7 @@ static bool host_cmdline_has(const char *word) {
 }
 
 void mplab_host_write0(const char *s) {
-    host_call(SYS_WRITE0, s);
+    mplab_host_call(SYS_WRITE0, s);
 }
 
 void mplab_host_init(void) {

@@ -38,6 +38,7 @@ PORT_SRC_C = \
 	$(BOARD_DIR)/network_lan.c \
 	$(BOARD_DIR)/lwip_sys.c \
 	$(BOARD_DIR)/board_host.c \
+	$(BOARD_DIR)/board_hostfile.c \
 	$(BOARD_DIR)/board_libc.c \
 	$(BOARD_DIR)/mbedtls_port.c
 
