@@ -99,10 +99,17 @@ class ComposeRuntime(Runtime):
         timeout: float = 120.0,
         check: bool = True,
         cwd: Path | None = None,
+        stdin: bytes | None = None,
     ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, **(env or {})}
         try:
-            p = subprocess.run(list(argv), capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+            if stdin is None:
+                p = subprocess.run(list(argv), capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd)
+            else:  # bytes in (a tar stream); the output is text all the same
+                b = subprocess.run(list(argv), capture_output=True, input=stdin, env=full_env, timeout=timeout, cwd=cwd)
+                p = subprocess.CompletedProcess(
+                    b.args, b.returncode, b.stdout.decode(errors="replace"), b.stderr.decode(errors="replace")
+                )
         except FileNotFoundError:
             raise RuntimeUnavailable(
                 f"`{argv[0]}` not found: install Docker with scripts/ensure-host-packages.sh"
@@ -252,19 +259,7 @@ class ComposeRuntime(Runtime):
                 f = tarfile.TarInfo(f"{leaf}/{name}")
                 f.size, f.mode = len(data), 0o644
                 tar.addfile(f, io.BytesIO(data))
-        argv = [self.docker, "cp", "-", f"{container}:{parent or '/'}"]
-        try:
-            p = subprocess.run(argv, input=buf.getvalue(), capture_output=True, timeout=timeout)
-        except FileNotFoundError:
-            raise RuntimeUnavailable(
-                f"`{self.docker}` not found: install Docker with scripts/ensure-host-packages.sh"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise LabError(f"`docker cp` into {container} did not finish within {timeout:g}s") from None
-        if p.returncode != 0:
-            err = p.stderr.decode("utf-8", "replace").strip().splitlines()
-            why = err[-1] if err else f"exit {p.returncode}"
-            raise LabError(f"copying {len(files)} file(s) into {container}:{dest_dir} failed: {why}")
+        self._run([self.docker, "cp", "-", f"{container}:{parent or '/'}"], stdin=buf.getvalue(), timeout=timeout)
 
 
 def _container_info(c: dict) -> ContainerInfo:
