@@ -72,6 +72,10 @@ class Runtime(ABC):
     def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]: ...
 
     @abstractmethod
+    def restart(self, container: str, timeout: float = 10.0) -> None:
+        """Stop ``container`` (SIGTERM, then SIGKILL after ``timeout`` s) and start it again."""
+
+    @abstractmethod
     def subnets_in_use(self) -> dict[str, str]:
         """subnet → network name, for every network of the engine."""
 
@@ -230,6 +234,9 @@ class ComposeRuntime(Runtime):
 
     def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return self._run([self.docker, "exec", container, *argv], check=False, timeout=timeout)
+
+    def restart(self, container: str, timeout: float = 10.0) -> None:
+        self._run([self.docker, "restart", "-t", f"{max(0, round(timeout))}", container], timeout=timeout + 60)
 
 
 def _container_info(c: dict) -> ContainerInfo:
