@@ -21,7 +21,8 @@ from lab import scenario as sc
 HERE = Path(__file__).resolve().parent
 SCENARIO = HERE / "scenario.yml"
 REPO = HERE.parents[1]
-LAB = os.environ.get("MPLAB_EXAMPLE_LAB", "exmqtt")  # the lab this run brings up and takes down
+# the lab this run brings up and takes down: the scenario's own name (mqttse52b) unless set
+LAB = os.environ.get("MPLAB_EXAMPLE_LAB") or None
 
 
 def test_scenario_loads() -> None:
@@ -47,3 +48,10 @@ def test_sensor_survives_a_link_flap_and_a_broker_restart_without_losing_a_messa
     # the subscriber really was cut off by the restart and came back (a second session)
     sessions = re.search(r"subscriber sessions: (\d+)", mqtt[0].detail)
     assert sessions and int(sessions.group(1)) >= 2, checks
+    # ... and the restarted broker still had its session: persistence was on, so no message
+    # could fall between the restart and the subscriber's return (README.md, "sound check")
+    log = (res.bundle / "peers.log").read_text()
+    assert "session present 1, connection 2" in log, (
+        f"the restarted broker forgot the subscriber's session; is the services image older than "
+        f"x-mplab.mqtt_persistence? rebuild it with `make images`\n{log}"
+    )
