@@ -202,18 +202,19 @@ class MQTTClient:
             if self._t_ping is None and time.ticks_diff(now, self._t_rx) > self.keepalive * 500:
                 self._t_ping = now
                 await self._write(_packet(PINGREQ, b""))
-        raise OSError("closed by the broker")
+        raise OSError("connection closed")
 
     # ---- packets -------------------------------------------------------------------------
     async def _send_publish(self, m, qos=1):
         first = PUBLISH | (qos << 1) | (0x08 if m.sent and qos else 0)
         body = _str(m.topic) + (m.pid.to_bytes(2, "big") if qos else b"") + m.payload
-        m.sent += 1
         m.t_sent = time.ticks_ms()
         try:
             await self._write(_packet(first, body))
-        except Exception as e:  # the watch sees the silence; the message stays queued
+            m.sent += 1  # handed to the socket: the next send of it carries DUP
+        except Exception as e:  # the connection is gone; the message stays queued
             self.log(f"send pid {m.pid}: {e!r}")
+            self._dead.set()
 
     async def _write(self, data):
         async with self._lock:
