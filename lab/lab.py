@@ -367,6 +367,11 @@ class Lab:
         """service name -> its container, for the daemons that exist."""
         return lanservices.daemons(self.runtime.containers(self.name))
 
+    def restart_service(self, name: str, timeout: float = 60.0) -> float:
+        """Restart service daemon ``name`` (``docker restart`` of its container) and wait until
+        its health check passes; the seconds it took. LabError for a service the lab lacks."""
+        return lanservices.restart(self.runtime, self.topology, name, timeout, self.progress)
+
     def capture(self, path: Path | str, bpf: str | None = None, node: str | None = None, console: bool = False) -> Any:
         """A (not yet started) Capture on the lab bridge, optionally of one node's frames.
 

@@ -66,11 +66,16 @@ def probe(runtime: Runtime, container: str) -> tuple[bool, str]:
 
 
 def wait_healthy(
-    runtime: Runtime, topo: Topology, timeout: float, progress: Callable[[str], None] = lambda _m: None
+    runtime: Runtime,
+    topo: Topology,
+    timeout: float,
+    progress: Callable[[str], None] = lambda _m: None,
+    names: Sequence[str] | None = None,
 ) -> None:
-    """Wait until every selected daemon passes its health check; else one line naming it and its log."""
+    """Wait until every selected daemon (or those of ``names``) passes its health check; else
+    one line naming it and its log."""
     deadline = time.monotonic() + timeout
-    pending = list(topo.services)
+    pending = list(topo.services if names is None else names)
     last: dict[str, str] = {}
     while pending:
         found = daemons(runtime.containers(topo.lab))
@@ -98,6 +103,29 @@ def wait_healthy(
         raise LabTimeout(
             f"lab {topo.lab}: service {name} not healthy within {timeout:g}s ({last.get(name, '?')}); log: {log}"
         )
+
+
+def restart(
+    runtime: Runtime,
+    topo: Topology,
+    name: str,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> float:
+    """Restart daemon ``name``'s container (SIGTERM first, as a host's service manager does)
+    and wait until its health check passes again; return the seconds that took."""
+    if name not in DAEMONS:
+        raise LabError(f"unknown service {name!r}; fix: use one of {', '.join(DAEMONS)}")
+    c = daemons(runtime.containers(topo.lab)).get(name)
+    if c is None:
+        raise LabError(
+            f"lab {topo.lab} has no {name} service running (it runs: {', '.join(topo.services) or 'none'}); "
+            f"fix: add {name} to x-mplab.services and bring the lab up"
+        )
+    t0 = time.monotonic()
+    runtime.restart(c.name, timeout=10.0)
+    wait_healthy(runtime, topo, timeout, progress, names=[name])
+    return time.monotonic() - t0
 
 
 def remove(topo: Topology) -> list[str]:

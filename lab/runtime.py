@@ -79,6 +79,10 @@ class Runtime(ABC):
         ``container``, making the directory if needed. Raises LabError."""
 
     @abstractmethod
+    def restart(self, container: str, timeout: float = 10.0) -> None:
+        """Stop ``container`` (SIGTERM, then SIGKILL after ``timeout`` s) and start it again."""
+
+    @abstractmethod
     def subnets_in_use(self) -> dict[str, str]:
         """subnet → network name, for every network of the engine."""
 
@@ -260,6 +264,9 @@ class ComposeRuntime(Runtime):
                 f.size, f.mode = len(data), 0o644
                 tar.addfile(f, io.BytesIO(data))
         self._run([self.docker, "cp", "-", f"{container}:{parent or '/'}"], stdin=buf.getvalue(), timeout=timeout)
+
+    def restart(self, container: str, timeout: float = 10.0) -> None:
+        self._run([self.docker, "restart", "-t", f"{max(0, round(timeout))}", container], timeout=timeout + 60)
 
 
 def _container_info(c: dict) -> ContainerInfo:

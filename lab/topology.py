@@ -151,6 +151,9 @@ class Topology:
     overrides: tuple[Path, ...] = ()
     # x-mplab.services: the service daemons that start (lab/daemons.py; docs/services.md)
     services: tuple[str, ...] = NAMES
+    # x-mplab.mqtt_persistence: Mosquitto keeps sessions and queued QoS 1 messages across a
+    # restart of its container (docs/services.md); off by default: a restart forgets everything
+    mqtt_persistence: bool = False
 
     @property
     def project(self) -> str:
@@ -220,6 +223,7 @@ class Topology:
             "MPLAB_SERVICES_IP6": str(self.services_ip6),
             "MPLAB_RUN_DIR": str(self.run_dir),
             "MPLAB_LAB_SERVICES": " ".join(self.services),
+            "MPLAB_MQTT_PERSISTENCE": "true" if self.mqtt_persistence else "false",
             **{f"MPLAB_{n.upper()}_IP": str(self.service_ip(n)) for n in NAMES},
             **{f"MPLAB_{n.upper()}_IP6": str(self.service_ip6(n)) for n in NAMES},
         }
@@ -291,6 +295,7 @@ class Topology:
                 domain=str(x.get("domain", "lab")),
                 console_port=_int(x, "console_port", 5555, lines, path),
                 services=_services(path, x.get("services", _defined(doc)), _defined(doc)),
+                mqtt_persistence=_bool(x, "mqtt_persistence", False, lines, path),
                 version=version or os.environ.get("MPLAB_VERSION") or _read_version(path),
                 extra={k: v for k, v in x.items() if k not in _KNOWN_X},
             )
@@ -338,6 +343,7 @@ class Topology:
 _KNOWN_X = {
     *("lab", "nodes", "domain", "subnet", "gateway", "services_ip", "ip_range", "dhcp", "console_port"),
     "services",
+    "mqtt_persistence",
 }
 
 
@@ -380,6 +386,17 @@ def _int(x: dict[str, Any], key: str, default: int, lines: dict[tuple[Any, ...],
             path,
             f"line {lines.get(('x-mplab', key), '?')}: x-mplab.{key} is {v!r}, not a whole number",
             f"write e.g. `{key}: {default}`",
+        )
+    return v
+
+
+def _bool(x: dict[str, Any], key: str, default: bool, lines: dict[tuple[Any, ...], int], path: Path) -> bool:
+    v = x.get(key, default)
+    if not isinstance(v, bool):
+        raise _bad(
+            path,
+            f"line {lines.get(('x-mplab', key), '?')}: x-mplab.{key} is {v!r}, not true or false",
+            f"write `{key}: true` or `{key}: false`",
         )
     return v
 

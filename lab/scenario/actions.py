@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..console import ConsoleError, ConsoleTimeout, GuestError
+from ..daemons import DAEMONS
 from ..errors import ConfigError, LabError
 from ..impair import DIRECTIONS, check_value, make
 from ..impair import FIELDS as IMPAIR_FIELDS
@@ -294,6 +295,33 @@ class Link(Action):
 
     def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         r.lab.node(a["node"]).link(bool(a["up"]))
+
+
+# ---- the lab's service daemons (lab.lanservices through the Lab API) ------------------
+@register
+class Restart(Action):
+    name = "restart"
+    synopsis = "{service: " + "|".join(DAEMONS) + ", timeout}"
+    fields = frozenset({"service", "timeout"})
+
+    def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
+        a = self.mapping(c, a, at)
+        svc = c.v.required(a, at, "service", f"add `service: mqtt` (one of {', '.join(DAEMONS)})")
+        if svc not in DAEMONS:
+            hint = did_you_mean(str(svc), list(DAEMONS))
+            raise c.v.err(
+                (*at, "service"),
+                f"unknown service {svc!r}",
+                (f"{hint} " if hint else "") + f"the lab's services are: {', '.join(DAEMONS)}",
+            )
+        if "timeout" in a:
+            c.v.number(a["timeout"], (*at, "timeout"), "timeout: seconds until it is healthy again", 1)
+        return a, None
+
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
+        """``docker restart`` of the daemon's container, then its health check until it passes."""
+        took = r.lab.restart_service(str(a["service"]), timeout=float(a.get("timeout", 60)))
+        res.note = f"{a['service']} restarted, healthy again after {took:.1f}s"
 
 
 # ---- packets (lab.inject) --------------------------------------------------------------

@@ -180,6 +180,9 @@ def judge(runner: RunState) -> list[Check]:
         if asr.kind == "console":
             checks.append(_judge_console(runner, asr, a, label))
             continue
+        if asr.kind == "mqtt":
+            checks.append(_judge_mqtt(runner, asr, a, label))
+            continue
         lo, hi = _window(runner, a)
         if asr.kind == "wire":
             specs = [WireSpec(a["spec"].layer, runner.sub(a["spec"].fields))]
@@ -210,6 +213,24 @@ def judge(runner: RunState) -> list[Check]:
             detail = f"sequence{wtxt}, {k}/{len(specs)} in order: " + "; ".join(marks)
             checks.append(Check(label, asr.line, asr.says, k == len(specs), detail, found))
     return checks
+
+
+def _judge_mqtt(runner: RunState, asr: Assertion, a: dict[str, Any], label: str) -> Check:
+    """What an mqtt_subscriber peer received on ``topic``: every counter value 1..N at least once."""
+    from ..mqtt_peer import counter
+
+    sub = runner.peers[a["peer"]].obj
+    got = sub.received(str(a["topic"]))
+    c = counter([m.payload for m in got])
+    at_least = int(a.get("at_least", 1))
+    held = not c.missing and not c.not_integers and c.highest >= at_least
+    detail = f"{a['peer']} on {a['topic']!r}: {c.describe(at_least)}"
+    if "qos" in a:
+        bad = [m for m in got if m.qos != int(a["qos"])]
+        held &= not bad
+        detail += f"; {len(bad)} not QoS {a['qos']}" if bad else f"; all QoS {a['qos']}"
+    detail += f"; subscriber sessions: {sub.connects}"
+    return Check(label, asr.line, asr.says, held, detail)
 
 
 def _judge_console(runner: RunState, asr: Assertion, a: dict[str, Any], label: str) -> Check:

@@ -58,7 +58,7 @@ class PackageSet:
 @dataclass
 class Peer:
     name: str
-    kind: str  # udp | tcp_server | tcp_peer | dns | services
+    kind: str  # udp | tcp_server | tcp_peer | dns | services | mqtt_subscriber
     port: int
     options: dict[str, Any]
     line: int
@@ -99,7 +99,7 @@ class WireSpec:
 class Assertion:
     index: int
     line: int
-    kind: str  # console | wire | sequence
+    kind: str  # console | wire | sequence | mqtt
     says: str
     args: dict[str, Any]
 
@@ -122,6 +122,7 @@ class Scenario:
     lines: dict[Path_, int] = field(default_factory=dict, repr=False)
     app: list[AppDeploy] = field(default_factory=list)
     packages: list[PackageSet] = field(default_factory=list)
+    mqtt_persistence: bool | None = None  # topology.mqtt_persistence; None: as the compose file says
 
     @property
     def lab_name(self) -> str:

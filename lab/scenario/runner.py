@@ -70,6 +70,13 @@ class ScenarioPeer:
             if p.port:
                 kw["port"] = p.port
             self.obj = TcpPeer(lab, **kw).start()
+        elif p.kind == "mqtt_subscriber":
+            from ..mqtt_peer import MqttSubscriber
+
+            topics = [str(t) for t in o["topics"]]
+            cid = str(o.get("client_id") or f"mplab-{lab.name}-{p.name}")
+            self.ip = lab.service_ip("mqtt")
+            self.obj = MqttSubscriber(self.host.ip, self.ip, topics, port=p.port or 1883, client_id=cid).start()
         elif p.kind == "dns":
             from ..inject import DnsResponder
 
@@ -90,7 +97,7 @@ class ScenarioPeer:
         return list(getattr(self.obj, "log", None) or [])
 
     def stop(self) -> None:
-        if self.peer.kind in ("tcp_peer", "dns") and self.obj is not None:
+        if self.peer.kind in ("tcp_peer", "dns", "mqtt_subscriber") and self.obj is not None:
             with contextlib.suppress(Exception):
                 self.obj.stop()
 
@@ -187,6 +194,8 @@ class Runner:
         )
         topo = Topology.load(lab=self.lab_name, compose_file=self.scn.compose)
         topo = dataclasses.replace(topo, overrides=(override,))
+        if self.scn.mqtt_persistence is not None:
+            topo = dataclasses.replace(topo, mqtt_persistence=self.scn.mqtt_persistence)
         (self.out / "repl").mkdir(exist_ok=True)
         self.lab = Lab(topology=topo, progress=self.progress, artifacts=self.out / "repl")
         self.lab.runtime.check()

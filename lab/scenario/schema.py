@@ -35,7 +35,7 @@ TOP_KEYS = {
     "upstream": "the upstream issue URL",
     "description": "what the bug is and what the pcap shows",
     "firmware": "a MicroPython version (1.25.0) or a path to a firmware.elf",
-    "topology": "{nodes: N, compose: FILE}",
+    "topology": "{nodes: N, compose: FILE, mqtt_persistence: true|false}",
     "files": "guest scripts to copy: [{src: local, dst: node1:/path}]",
     "packages": "MicroPython packages into /lib: [spec, ...] (every node) or {node1: [spec, ...]}",
     "app": "a project tree to deploy, then soft-reset: DIR or {src: DIR, node: node1, dest: /, wait: REGEX}",
@@ -50,9 +50,11 @@ PEER_KINDS = {
     "tcp_peer": "lab.tcp_peer's scapy TCP peer (misbehaving server)",
     "dns": "lab.inject's DnsResponder",
     "services": "one of the services container's peers: service tcp_echo|tcp_discard|udp_echo|http",
+    "mqtt_subscriber": "lab.mqtt_peer's MQTT subscriber on the host: topics, QoS 1, persistent session, reconnects",
 }
 TCP_SERVER_MODES = ("echo", "sink", "close", "rst")
-ASSERTION_KINDS = ("console", "wire", "sequence")
+ASSERTION_KINDS = ("console", "wire", "sequence", "mqtt")
+MQTT_CHECKS = ("complete",)  # the `counter:` checks of an mqtt assertion
 
 
 def _is_file(p: Path) -> bool:
@@ -90,8 +92,11 @@ def load(path: Path | str) -> Scenario:
         if not VERSION_RE.match(fw) and not _is_file(path.parent / fw) and not _is_file(Path(fw)):
             raise v.err(("firmware",), f"{fw!r} is neither a version (x.y.z) nor an existing file", "fix the path")
 
-    topo = v.mapping(d.get("topology") or {}, ("topology",), "nodes: N, compose: FILE")
-    v.keys(topo, ("topology",), {"nodes", "compose"})
+    topo = v.mapping(d.get("topology") or {}, ("topology",), "nodes: N, compose: FILE, mqtt_persistence: true")
+    v.keys(topo, ("topology",), {"nodes", "compose", "mqtt_persistence"})
+    persist = None
+    if "mqtt_persistence" in topo:
+        persist = v.boolean(topo["mqtt_persistence"], ("topology", "mqtt_persistence"), "mqtt_persistence: true")
     nodes = v.integer(topo.get("nodes", 1), ("topology", "nodes"), "nodes: 1..8", 1, 8)
     compose = None
     if topo.get("compose"):
@@ -131,6 +136,7 @@ def load(path: Path | str) -> Scenario:
         lines=lines,
         app=app,
         packages=pkgs,
+        mqtt_persistence=persist,
     )
 
 
@@ -208,6 +214,7 @@ PEER_OPTIONS: dict[str, set[str]] = {
     "services": {"service"},
     "dns": {"query", "mode", "delay", "address", "node", "exclusive"},
     "tcp_peer": {"window", "mss", "listen"},
+    "mqtt_subscriber": {"topics", "client_id"},
 }
 
 
@@ -228,12 +235,21 @@ def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
             # be written before: both wanted `name`).
             v.string(v.required(p, at, "query", "add `query: <DNS name to answer>`"), (*at, "query"), "query: x.lab")
         port = 0
+        if kind == "mqtt_subscriber":
+            topics = v.seq(v.required(p, at, "topics", "add `topics: [sensors/#]`"), (*at, "topics"), "[a/b, c/#]")
+            if not topics:
+                raise v.err((*at, "topics"), "no topics", "name at least one topic filter, e.g. sensors/#")
+            for j, t in enumerate(topics):
+                v.string(t, (*at, "topics", j), "a topic filter such as sensors/node1/count or sensors/#")
+            if "client_id" in p:
+                v.string(p["client_id"], (*at, "client_id"), "client_id: mplab-subscriber")
+            port = 1883
         if kind == "services":
             svc = v.required(p, at, "service", f"add `service:` ({', '.join(SERVICES)})")
             if svc not in SERVICES:
                 raise v.err((*at, "service"), f"unknown service {svc!r}", f"use one of: {', '.join(SERVICES)}")
             port = SERVICES[svc]
-        elif "port" in p:
+        if "port" in p and kind != "services":
             port = v.integer(p["port"], (*at, "port"), "port: 1..65535 (or 0 for any)", 0, 65535)
         if kind == "tcp_server" and p.get("mode", "echo") not in TCP_SERVER_MODES:
             raise v.err((*at, "mode"), f"unknown mode {p.get('mode')!r}", "use echo, sink, close or rst")
@@ -294,12 +310,14 @@ def _assertions(v: Validator, d: dict[str, Any], ctx: actions.CheckContext, know
     asserts: list[Assertion] = []
     for i, a in enumerate(v.seq(d.get("assertions"), ("assertions",), "[{console: ...}, {wire: ...}]")):
         at: Path_ = ("assertions", i)
-        a = v.mapping(a, at, "console: {...} | wire: {...} | sequence: {...}, says: text")
+        a = v.mapping(a, at, "console: {...} | wire: {...} | sequence: {...} | mqtt: {...}, says: text")
         v.keys(a, at, {*ASSERTION_KINDS, "says"})
         kinds = [k for k in ASSERTION_KINDS if k in a]
         if len(kinds) != 1:
             raise v.err(
-                at, f"an assertion needs exactly one of console/wire/sequence, found {kinds or 'none'}", "split it"
+                at,
+                f"an assertion needs exactly one of {'/'.join(ASSERTION_KINDS)}, found {kinds or 'none'}",
+                "split it",
             )
         kind = kinds[0]
         args = _check_assertion(ctx, kind, a[kind], (*at, kind))
@@ -311,6 +329,20 @@ def _assertions(v: Validator, d: dict[str, Any], ctx: actions.CheckContext, know
 def _check_assertion(ctx: actions.CheckContext, kind: str, a: Any, at: Path_) -> dict[str, Any]:
     v, ids = ctx.v, ctx.ids
     a = v.mapping(a, at, "see docs/field-bugs.md")
+    if kind == "mqtt":
+        v.keys(a, at, {"peer", "topic", "counter", "at_least", "qos"})
+        pn = v.required(a, at, "peer", "add `peer: <name of an mqtt_subscriber peer>`")
+        if pn not in ctx.peers or ctx.peers[pn].kind != "mqtt_subscriber":
+            raise v.err(
+                (*at, "peer"), f"no mqtt_subscriber peer {pn!r}", "declare it under peers: with kind: mqtt_subscriber"
+            )
+        v.string(v.required(a, at, "topic", "add `topic: sensors/node1/count`"), (*at, "topic"), "a topic name")
+        if a.get("counter", "complete") not in MQTT_CHECKS:
+            raise v.err((*at, "counter"), f"unknown counter check {a.get('counter')!r}", "use `counter: complete`")
+        v.integer(a.get("at_least", 1), (*at, "at_least"), "at_least: N (values 1..N at least)", 1, 10**6)
+        if "qos" in a:
+            v.integer(a["qos"], (*at, "qos"), "qos: 0, 1 or 2", 0, 2)
+        return a
     if kind == "console":
         v.keys(a, at, {"node", "step", "match", "absent"})
         if "node" not in a and "step" not in a:

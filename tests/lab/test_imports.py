@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.tcp_peer",
             "lab.linux_peer",
             "lab.peers",
+            "lab.mqtt_peer",
             "lab.hostnet",
             "lab.guestfs",
             "lab.deploy",
