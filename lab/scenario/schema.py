@@ -7,6 +7,7 @@ action registry (actions.py); this module checks everything around them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,27 @@ PEER_KINDS = {
     "dns": "lab.inject's DnsResponder",
     "services": "one of the services container's peers: service tcp_echo|tcp_discard|udp_echo|http",
 }
+TOPOLOGY_KEYS = ("nodes", "compose")
+FILE_KEYS = ("src", "dst")
+APP_KEYS = ("src", "node", "dest", "wait")
+PEER_COMMON = ("name", "kind", "port")  # every peer's keys, beside its kind's PEER_OPTIONS
 TCP_SERVER_MODES = ("echo", "sink", "close", "rst")
-ASSERTION_KINDS = ("console", "wire", "sequence")
+WINDOW_KEYS = ("since", "until", "within")
+# Each assertion kind's keys (an assertion also has `says`).
+ASSERTION_KEYS: dict[str, tuple[str, ...]] = {
+    "console": ("step", "node", "match", "absent"),
+    "wire": ("layer", "fields", "count", *WINDOW_KEYS),
+    "sequence": ("packets", *WINDOW_KEYS),
+}
+ASSERTION_KINDS = tuple(ASSERTION_KEYS)
+
+
+def variables(nodes: Iterable[str], peers: Iterable[str]) -> set[str]:
+    """The ``${...}`` names a scenario with these nodes and peers may use."""
+    out = {"host", "gateway", "services", "lab"}
+    for n in nodes:
+        out |= {n, f"{n}.ip", f"{n}.mac"}
+    return out | {f"peer.{p}.{a}" for p in peers for a in ("ip", "port")}
 
 
 def _is_file(p: Path) -> bool:
@@ -91,7 +111,7 @@ def load(path: Path | str) -> Scenario:
             raise v.err(("firmware",), f"{fw!r} is neither a version (x.y.z) nor an existing file", "fix the path")
 
     topo = v.mapping(d.get("topology") or {}, ("topology",), "nodes: N, compose: FILE")
-    v.keys(topo, ("topology",), {"nodes", "compose"})
+    v.keys(topo, ("topology",), set(TOPOLOGY_KEYS))
     nodes = v.integer(topo.get("nodes", 1), ("topology", "nodes"), "nodes: 1..8", 1, 8)
     compose = None
     if topo.get("compose"):
@@ -105,9 +125,7 @@ def load(path: Path | str) -> Scenario:
     app = _app(v, d, ctx)
     peers = _peers(v, d)
     ctx.peers = {p.name: p for p in peers}
-    known_vars = {"host", "gateway", "services", "lab", *node_names}
-    known_vars |= {f"{n}.{a}" for n in node_names for a in ("ip", "mac")}
-    known_vars |= {f"peer.{p}.{a}" for p in ctx.peers for a in ("ip", "port")}
+    known_vars = variables(node_names, ctx.peers)
     steps = _timeline(v, d, ctx, known_vars)
     asserts = _assertions(v, d, ctx, known_vars)
     if not asserts and not any(s.expect for s in steps):
@@ -171,7 +189,7 @@ def _app(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[App
         if isinstance(a, str):
             a = {"src": a}
         a = v.mapping(a, at, "src: DIR, node: node1, dest: /, wait: REGEX")
-        v.keys(a, at, {"src", "node", "dest", "wait"})
+        v.keys(a, at, set(APP_KEYS))
         src = rel(v.path, v.string(v.required(a, at, "src", "add `src: app/`"), (*at, "src"), "a directory"))
         if not src.is_dir():
             raise v.err((*at, "src"), f"{src} is not a directory", "paths are relative to the scenario file")
@@ -187,7 +205,7 @@ def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[F
     for i, f in enumerate(v.seq(d.get("files"), ("files",), "[{src: guest/x.py, dst: node1:/x.py}]")):
         at: Path_ = ("files", i)
         f = v.mapping(f, at, "src: local path, dst: node1:/path")
-        v.keys(f, at, {"src", "dst"})
+        v.keys(f, at, set(FILE_KEYS))
         src = rel(
             v.path, v.string(v.required(f, at, "src", "add `src: path/relative/to/the/scenario`"), (*at, "src"), "")
         )
@@ -222,7 +240,7 @@ def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
         kind = v.required(p, at, "kind", f"add `kind:` ({', '.join(PEER_KINDS)})")
         if kind not in PEER_KINDS:
             raise v.err((*at, "kind"), f"unknown peer kind {kind!r}", f"use one of: {', '.join(PEER_KINDS)}")
-        v.keys(p, at, {"name", "kind", "port", *PEER_OPTIONS[kind]})
+        v.keys(p, at, {*PEER_COMMON, *PEER_OPTIONS[kind]})
         if kind == "dns":
             # The DNS name is `query`: `name` is the peer's own name (a dns peer could not
             # be written before: both wanted `name`).
@@ -312,7 +330,7 @@ def _check_assertion(ctx: actions.CheckContext, kind: str, a: Any, at: Path_) ->
     v, ids = ctx.v, ctx.ids
     a = v.mapping(a, at, "see docs/field-bugs.md")
     if kind == "console":
-        v.keys(a, at, {"node", "step", "match", "absent"})
+        v.keys(a, at, set(ASSERTION_KEYS["console"]))
         if "node" not in a and "step" not in a:
             raise v.err(at, "needs `node` (its console log) or `step` (an exec's output)", "add one")
         if "node" in a:
@@ -323,18 +341,17 @@ def _check_assertion(ctx: actions.CheckContext, kind: str, a: Any, at: Path_) ->
             raise v.err(at, "needs exactly one of `match` and `absent`", "match: <regex> (present) or absent: <regex>")
         v.regex(a.get("match", a.get("absent")), (*at, "match" if "match" in a else "absent"))
         return a
-    window = {"since", "until", "within"}
     for k in ("since", "until"):
         if k in a and a[k] not in ids:
             raise v.err((*at, k), f"no step with id {a[k]!r}", f"use one of: {', '.join(sorted(ids))}")
     if "within" in a:
         v.number(a["within"], (*at, "within"), "within: seconds after `since`", 0.001)
     if kind == "wire":
-        v.keys(a, at, {"layer", "fields", "count", *window})
+        v.keys(a, at, set(ASSERTION_KEYS["wire"]))
         spec = v.wire_spec({k: a[k] for k in ("layer", "fields") if k in a}, at)
         lo, hi = v.count(a.get("count", ">=1"), (*at, "count"))
         return {**a, "spec": spec, "min": lo, "max": hi}
-    v.keys(a, at, {"packets", *window})
+    v.keys(a, at, set(ASSERTION_KEYS["sequence"]))
     pk = v.seq(v.required(a, at, "packets", "add `packets:` (a list of {layer, fields})"), (*at, "packets"), "")
     if len(pk) < 2:
         raise v.err((*at, "packets"), "a sequence needs at least 2 packets", "use a wire: assertion for one packet")
