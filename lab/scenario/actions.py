@@ -311,7 +311,7 @@ class Inject(Action):
     name = "inject"
     synopsis = (
         "{kind: rst (client, client_port, server, server_port, to) | icmp_port_unreachable / "
-        "icmp_host_unreachable (of: {layer, fields}, src) | garp / arp_change (ip, mac) | packet (hex)}"
+        "icmp_host_unreachable (of: {layer, fields}, src) | garp / arp_change (ip, mac, reply) | packet (hex); count}"
     )
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
