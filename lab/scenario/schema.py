@@ -288,6 +288,9 @@ def _timeline(v: Validator, d: dict[str, Any], ctx: actions.CheckContext, known_
         at: Path_ = ("timeline", i)
         s = v.mapping(s, at, "one action (" + ", ".join(actions.ACTIONS) + ") plus optional id/at/after/says")
         act = actions.step_action(v, s, at)
+        if "id" in s and (not isinstance(s["id"], str | int) or isinstance(s["id"], bool)):
+            # YAML 1.1 reads on/off/yes/no as booleans: `id: off` was silently replaced by s<N>
+            raise v.err((*at, "id"), f"a step id must be a name, got {s['id']!r}", 'quote it: id: "off"')
         sid = str(s.get("id") or f"s{i + 1}")
         if sid in ctx.ids:
             raise v.err((*at, "id"), f"duplicate step id {sid!r}", "give each step a unique id")
