@@ -99,8 +99,8 @@ bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench
 
-soak: setup ## soak + chaos, not in CI: 10 min TCP echo under 10% loss, 5 min of faults in a 4-node lab: reports/soak/
-	@$(PY) -m lab.soak --echo-seconds $(or $(SOAK_ECHO_SECONDS),600) --chaos-seconds $(or $(SOAK_CHAOS_SECONDS),300)
+soak: setup ## soak + chaos, not in CI: 10 min TCP echo under 10% loss, 10 min under delay+jitter, 5 min of faults in a 4-node lab: reports/soak/
+	@$(PY) -m lab.soak --echo-seconds $(or $(SOAK_ECHO_SECONDS),600) --delay-seconds $(or $(SOAK_DELAY_SECONDS),600) --chaos-seconds $(or $(SOAK_CHAOS_SECONDS),300)
 
 differential: setup ## guest vs CPython on Linux, same snippets: reports/differential.{md,html}
 	@$(PY) -m lab diff --lab diff

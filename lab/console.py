@@ -44,9 +44,29 @@ RAW_RETRY = 2.0  # seconds without a raw-REPL banner before Ctrl-A goes again
 # The banner a booting guest prints (cold boot, machine.reset(), a crash into the reset
 # vector): "MicroPython v1.25.0 on 2025-04-15; MPS2 with Cortex-M3\r\nType "help()" ...".
 BOOT_BANNER_RE = re.compile(rb'MicroPython v[^\r\n;]*; [^\r\n]*\r\nType "help\(\)" for more information\.\r\n')
+# The same in a log read as text (docker logs: "\r\n" may have become "\n").
+_BOOT_BANNER_TEXT_RE = re.compile(r'MicroPython v[^\r\n;]*; [^\r\n]*\r?\nType "help\(\)" for more information\.\r?\n')
+_RAW_BANNER_TEXT = "raw REPL; CTRL-B to exit"
+_SOFT_REBOOT_RE = re.compile(r"soft reboot\r?\n")  # what a soft reset prints before its banner
 _BANNER_MAX = 200  # longest banner we look for, to find one split across reads
 _ERRNO_RE = re.compile(r"^OSError: (?:\[Errno )?(-?\d+)")
 _EXC_RE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+
+
+def hard_boots(text: str) -> list[int]:
+    """Where in console ``text`` (a node's log) a hard boot printed its banner: a cold boot,
+    ``machine.reset()``, QMP ``system_reset``, a crash. A soft reset's banner is left out (it
+    keeps the network up): one with "soft reboot" since the banner before, and no raw REPL
+    since then (main.py may print before the banner; an exec that interrupted a main.py that
+    never ended enters the raw REPL, so a banner after that is a hard boot's)."""
+    out, prev = [], 0
+    for m in _BOOT_BANNER_TEXT_RE.finditer(text):
+        seg = text[prev : m.start()]
+        soft = [x.end() for x in _SOFT_REBOOT_RE.finditer(seg)]
+        if not soft or _RAW_BANNER_TEXT in seg[soft[-1] :]:
+            out.append(m.start())
+        prev = m.end()
+    return out
 
 
 class ConsoleError(LabError):

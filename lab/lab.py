@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import guestfs, hostnet, impair, lanservices, linux_peer
-from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset
+from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, hard_boots
 from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
 from .topology import Topology
@@ -26,6 +26,8 @@ GUEST_CA = lanservices.GUEST_CA  # the lab CA's certificate on every node: /cert
 GUEST_STATE = "/run/mplab/guest-state"
 # Files staged for the guest to read by semihosting (Node.stage; in the container, not on a volume).
 STAGE_DIR = "/run/mplab/stage"
+REBOOTED = "it rebooted after its network bring-up: its network is down until the next exec redoes it"
+NEVER_UP = "its network was never brought up"
 Progress = Callable[[str], None]
 
 
@@ -37,9 +39,17 @@ def _sh_quote(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
+# What the bring-up prints, so that the node's console log shows when its network came up:
+# a hard boot's banner after the last one means the guest rebooted since (Node.reboot_unseen).
+BRINGUP_MARK = "mplab: network bring-up"
+
+
 def bringup_code(node: str) -> str:
     """Guest network bring-up (docs/conventions.md)."""
-    return f"import network\nnetwork.hostname({node!r})\nlan = network.LAN()\nlan.active(True)\n"
+    return (
+        f"import network\nnetwork.hostname({node!r})\nlan = network.LAN()\nlan.active(True)\n"
+        f"print({BRINGUP_MARK + ' ' + node!r})\n"
+    )
 
 
 @dataclass
@@ -102,7 +112,25 @@ class Node:
             con.name = f"{self.lab.name}/{self.name}"
             con.on_reboot = self._rebooted_between_execs
             self._console = con
+            # A reboot while no console of ours was connected (a QMP system_reset from
+            # outside, a machine.reset() by code nobody waited for) printed its banner only
+            # to the log: bring the network back now, as an exec that saw it would have.
+            if self.reboot_unseen() == REBOOTED and not self.guest_mark():
+                self.lab.progress(f"{self.lab.name}/{self.name}: rebooted since its network bring-up")
+                self.lab.progress(f"{self.lab.name}/{self.name}: {self._after_reset()}")
         return self._console
+
+    def reboot_unseen(self) -> str:
+        """``REBOOTED`` if the guest's console log has a hard boot's banner after the last
+        network bring-up (its network is down, whatever the lease table says), ``NEVER_UP``
+        if it booted and no bring-up followed at all, else ""."""
+        log = self.logs(tail=400)  # the recent log; the whole one if the bring-up is not in it
+        if BRINGUP_MARK not in log:
+            log = self.logs()
+        boots, mark = hard_boots(log), log.rfind(BRINGUP_MARK)
+        if not boots or boots[-1] < mark:
+            return ""
+        return REBOOTED if mark >= 0 else NEVER_UP
 
     def exec(self, code: str, timeout: float = 10.0, on_output: Callable[[str], None] | None = None) -> str:
         """Run ``code`` on the guest; return its stdout. ``on_output(text)`` gets it as it comes.
@@ -217,9 +245,12 @@ class Node:
 
     def reset(self, bringup: bool = True, timeout: float = 30.0) -> None:
         """Hard-reset the emulated board (QMP system_reset); then redo network bring-up."""
+        # Connected first, so that the banner of this reset is ours (the console resyncs past
+        # it), not a reboot nobody saw (which opening the console afterwards would redo the
+        # bring-up for, even with bringup=False).
+        con = self.console
         self.qmp('{"execute":"system_reset"}')
-        if self._console is not None:
-            self._console.resync()  # the guest rebooted
+        con.resync()  # the guest rebooted
         if bringup:
             self.console.enter_raw(timeout=10.0)
             self.bringup()
@@ -604,12 +635,15 @@ class Lab:
             if c.console_host_port:
                 port += f" (127.0.0.1:{c.console_host_port})"
             tail = ""
+            guest_down = False
             if c.running:
-                mark = nd.guest_mark()
+                mark = nd.guest_mark() or nd.reboot_unseen()
+                guest_down = bool(mark)
                 state = f"up, guest needs `mplab reset {nd.name}` ({mark})" if mark else "up"
             else:
                 state = f"down ({c.state}, exit {c.exit_code})"
                 tail = nd.logs(tail=15)
-            ip = leases.get(nd.mac, "-") if c.running else "-"  # a dead guest holds no address
+            # a dead guest, or one whose network is down, holds no address (its lease stays)
+            ip = leases.get(nd.mac, "-") if c.running and not guest_down else "-"
             rows.append(NodeStatus(nd.name, c.name, state, c.ip, ip, nd.mac, port, tail))
         return rows

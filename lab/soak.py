@@ -3,8 +3,10 @@
 Two parts, each in a lab of its own, each writing its counts into the report:
 
 - **echo**: a guest sends numbered, CRC-32-checked messages over TCP to an echo server on the
-  host's lab address, under 10 % loss (``impair``), and checks every echo; the host checks
-  every message too. Nothing may be lost or corrupted (TCP must recover every drop).
+  host's lab address and checks every echo; the host checks every message too. It runs once
+  per phase of ``ECHO_PHASES``: under 10 % loss, then under delay and jitter both ways
+  (netem, or the userspace engine where the kernel has none: docs/impairments.md). Nothing
+  may be lost, corrupted or reordered (TCP must recover every drop and reorder).
 - **chaos**: a 4-node lab under a workload (every node answers an exec and holds its lease)
   takes random faults: a node's container killed and restored (``up``), a link flap (QMP
   ``set_link``), a guest reset (``machine.reset()``). After each, the fault must have been
@@ -36,12 +38,29 @@ from .util import poll_until
 
 Log = Callable[[str], None]
 
+
+@dataclass(frozen=True)
+class EchoPhase:
+    """One echo run: its name and the impairment (``Node.impair`` keywords) it runs under."""
+
+    name: str
+    impairment: dict[str, str]
+
+
+ECHO_PHASES = (
+    EchoPhase("loss", {"loss": "10%"}),
+    # 50 ms +- 20 ms (normal) each way: a long, varying RTT (>= 100 ms); the jitter may
+    # reorder segments, as netem does.
+    EchoPhase("delay", {"delay": "50ms", "jitter": "20ms", "distribution": "normal", "direction": "both"}),
+)
+
 GUEST_ECHO = """
 import socket, time, binascii, json
 def _soak(host, port, seconds, size):
     s = socket.socket()
     s.connect((host, port))
-    end = time.ticks_add(time.ticks_ms(), int(seconds * 1000))
+    t0 = time.ticks_ms()
+    end = time.ticks_add(t0, int(seconds * 1000))
     n = bad = nbytes = 0
     base = bytes(range(256)) * (size // 256 + 1)
     while time.ticks_diff(end, time.ticks_ms()) > 0:
@@ -60,8 +79,9 @@ def _soak(host, port, seconds, size):
             bad += 1
         n += 1
         nbytes += len(msg)
+    ms = time.ticks_diff(time.ticks_ms(), t0)
     s.close()
-    print(json.dumps({'messages': n, 'corrupt': bad, 'bytes': nbytes}))
+    print(json.dumps({'messages': n, 'corrupt': bad, 'bytes': nbytes, 'ms': ms}))
 """
 
 
@@ -113,22 +133,33 @@ class EchoServer:
         self.thread.join(timeout=10)
 
 
-def echo(lab: Lab, seconds: float, loss: str = "10%", size: int = 512, log: Log = print) -> dict[str, Any]:
-    """TCP echo guest <-> host under ``loss``; the counts of both ends."""
+def describe(impairment: dict[str, str]) -> str:
+    """``{"loss": "10%"}`` -> ``loss 10%``."""
+    return ", ".join(f"{k} {x}" for k, x in impairment.items())
+
+
+def echo(
+    lab: Lab, seconds: float, phase: EchoPhase = ECHO_PHASES[0], size: int = 512, log: Log = print
+) -> dict[str, Any]:
+    """TCP echo guest <-> host under ``phase``'s impairment; the counts of both ends."""
     nd = lab.nodes[0]
     srv = EchoServer(lab.host_ip, size)
+    what = describe(phase.impairment)
     try:
         nd.exec(GUEST_ECHO, timeout=30)
-        with nd.impair(loss=loss):
-            log(f"soak echo: {nd.name} -> {lab.host_ip}:{srv.port}, {seconds:g} s under {loss} loss")
+        with nd.impair(**phase.impairment):
+            log(f"soak echo ({phase.name}): {nd.name} -> {lab.host_ip}:{srv.port}, {seconds:g} s under {what}")
             out = nd.exec(f"_soak({lab.host_ip!r}, {srv.port}, {seconds}, {size})", timeout=seconds + 120)
         guest = json.loads(out.strip().splitlines()[-1])
     finally:
         srv.close()
     res = {
+        "phase": phase.name,
+        "impairment": dict(phase.impairment),
         "seconds": seconds,
-        "loss": loss,
         "message_bytes": 8 + size,
+        # one message in flight at a time: the mean time for one round trip, as the guest saw it
+        "mean_round_trip_ms": round(guest["ms"] / guest["messages"], 1) if guest.get("messages") else None,
         "guest": guest,
         "host": {
             "messages": srv.messages,
@@ -142,6 +173,7 @@ def echo(lab: Lab, seconds: float, loss: str = "10%", size: int = 512, log: Log 
         and srv.corrupt == 0
         and srv.out_of_order == 0
         and srv.messages == guest["messages"]
+        and srv.bytes == guest["bytes"]
         and guest["messages"] > 0
         and not srv.error
     )
@@ -241,33 +273,45 @@ def _leftovers(name: str) -> list[str]:
 
 
 def run(
-    echo_seconds: float, chaos_seconds: float, out: Path, lab_name: str = "soak", log: Log = print
+    echo_seconds: float,
+    chaos_seconds: float,
+    out: Path,
+    lab_name: str = "soak",
+    log: Log = print,
+    delay_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Both parts; writes ``out/report.json`` and ``out/report.md``; returns the report."""
-    report: dict[str, Any] = {}
+    """Both parts; writes ``out/report.json`` and ``out/report.md``; returns the report.
+
+    ``echo_seconds`` is the loss phase's time, ``delay_seconds`` the delay/jitter phase's
+    (default: the same)."""
+    report: dict[str, Any] = {"echo": []}
+    times = {"loss": echo_seconds, "delay": echo_seconds if delay_seconds is None else delay_seconds}
     lab = Lab(lab_name, progress=None)
     lab.down()
     try:
         lab.up(nodes=4)
-        report["echo"] = echo(lab, echo_seconds, log=log)
-        log(f"soak echo: {json.dumps(report['echo'])}")
+        for phase in ECHO_PHASES:
+            report["echo"].append(echo(lab, times[phase.name], phase, log=log))
+            log(f"soak echo ({phase.name}): {json.dumps(report['echo'][-1])}")
         ch = chaos(lab, chaos_seconds, log=log)
     finally:
         lab.close()
         lab.down()
     ch.leftovers = _leftovers(lab_name)
     report["chaos"] = {"faults": [asdict(f) for f in ch.faults], "leftovers": ch.leftovers, "ok": ch.ok}
-    report["ok"] = bool(report["echo"]["ok"] and ch.ok)
+    report["ok"] = bool(all(e["ok"] for e in report["echo"]) and ch.ok)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    e = report["echo"]
-    lines = [
-        "# mplab soak",
-        "",
-        f"- echo: {e['guest']['messages']} messages ({e['guest']['bytes']} bytes) in {e['seconds']:g} s under "
-        f"{e['loss']} loss; corrupt {e['guest']['corrupt']} (guest) / {e['host']['corrupt']} (host), "
-        f"host saw {e['host']['messages']} in order ({e['host']['out_of_order']} out of order): "
-        f"{'ok' if e['ok'] else 'FAILED'}",
+    lines = ["# mplab soak", ""]
+    for e in report["echo"]:
+        lines.append(
+            f"- echo ({e['phase']}): {e['guest']['messages']} messages ({e['guest']['bytes']} bytes) in "
+            f"{e['seconds']:g} s under {describe(e['impairment'])}; corrupt {e['guest']['corrupt']} (guest) / "
+            f"{e['host']['corrupt']} (host), host saw {e['host']['messages']} ({e['host']['bytes']} bytes), "
+            f"{e['host']['out_of_order']} out of order; mean round trip {e['mean_round_trip_ms']} ms: "
+            f"{'ok' if e['ok'] else 'FAILED'}"
+        )
+    lines += [
         f"- chaos: {len(ch.faults)} faults, {sum(f.ok for f in ch.faults)} ok; left after down: "
         f"{', '.join(ch.leftovers) or 'nothing'}",
         "",
@@ -279,14 +323,28 @@ def run(
     return report
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0")
+    return x
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab.soak", description=__doc__.splitlines()[0])
-    ap.add_argument("--echo-seconds", type=float, default=600.0)
-    ap.add_argument("--chaos-seconds", type=float, default=300.0)
+    ap.add_argument("--echo-seconds", type=_seconds, default=600.0, help="the echo under 10%% loss")
+    ap.add_argument(
+        "--delay-seconds", type=_seconds, default=None, help="the echo under delay and jitter (default: --echo-seconds)"
+    )
+    ap.add_argument("--chaos-seconds", type=_seconds, default=300.0)
     ap.add_argument("--lab", default="soak")
     ap.add_argument("--out", type=Path, default=Path("reports/soak"))
     args = ap.parse_args(argv)
-    rep = run(args.echo_seconds, args.chaos_seconds, args.out, lab_name=args.lab)
+    rep = run(args.echo_seconds, args.chaos_seconds, args.out, lab_name=args.lab, delay_seconds=args.delay_seconds)
     print(f"soak: {'ok' if rep['ok'] else 'FAILED'}; report {args.out}/report.md")
     return 0 if rep["ok"] else 1
 

@@ -31,18 +31,22 @@ from ..topology import read_text
 from ..util import poll_until
 from . import judge
 from .loader import Validator, did_you_mean, rel
-from .model import Check, Expect, Path_, Peer, RunState, ScenarioError, Step, StepResult, WireSpec
+from .model import VAR_RE, Check, Expect, Path_, Peer, RunState, ScenarioError, Step, StepResult, WireSpec
 
 IMPAIR_KEYS = {*IMPAIR_FIELDS, "direction"}
 STEP_META = ("id", "at", "after", "says")  # what a step may carry besides its one action
-INJECT_KINDS = {
-    "rst": ("client", "client_port", "server", "server_port"),
-    "icmp_port_unreachable": ("of",),
-    "icmp_host_unreachable": ("of",),
-    "garp": ("ip", "mac"),
-    "arp_change": ("ip", "mac"),
-    "packet": ("hex",),
+# Each injection kind's keys: (required, optional); every kind also takes `kind` and `count`.
+INJECT_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "rst": (("client", "client_port", "server", "server_port"), ("to",)),
+    "icmp_port_unreachable": (("of",), ("src",)),
+    "icmp_host_unreachable": (("of",), ("src",)),
+    "garp": (("ip", "mac"), ("reply",)),
+    "arp_change": (("ip", "mac"), ("reply",)),
+    "packet": (("hex",), ()),
 }
+INJECT_COMMON = ("kind", "count")
+WAIT_CONSOLE_KEYS = ("node", "match")  # wait_for: {console: {...}}
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
 @dataclass
@@ -124,6 +128,11 @@ def step_action(v: Validator, s: dict[str, Any], at: Path_) -> Action:
     if len(acts) != 1:
         raise v.err(at, f"a step needs exactly one action, found {acts or 'none'}", f"use one of: {', '.join(ACTIONS)}")
     return ACTIONS[acts[0]]
+
+
+def _is_var(x: Any) -> bool:
+    """A value that is a ``${variable}`` (checked at load, substituted at run time)."""
+    return isinstance(x, str) and VAR_RE.fullmatch(x.strip()) is not None
 
 
 def _node_arg(c: CheckContext, a: dict[str, Any], at: Path_) -> None:
@@ -330,7 +339,7 @@ class Inject(Action):
     name = "inject"
     synopsis = (
         "{kind: rst (client, client_port, server, server_port, to) | icmp_port_unreachable / "
-        "icmp_host_unreachable (of: {layer, fields}, src) | garp / arp_change (ip, mac) | packet (hex)}"
+        "icmp_host_unreachable (of: {layer, fields}, src) | garp / arp_change (ip, mac, reply) | packet (hex); count}"
     )
 
     def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
@@ -338,10 +347,39 @@ class Inject(Action):
         a = self.mapping(c, a, at)
         k = v.required(a, at, "kind", f"add `kind:` ({', '.join(INJECT_KINDS)})")
         if k not in INJECT_KINDS:
-            raise v.err((*at, "kind"), f"unknown injection {k!r}", f"use one of: {', '.join(INJECT_KINDS)}")
-        need = INJECT_KINDS[k]
+            hint = did_you_mean(str(k), INJECT_KINDS)
+            raise v.err(
+                (*at, "kind"),
+                f"unknown injection {k!r}",
+                f"{hint + ' ' if hint else ''}use one of: {', '.join(INJECT_KINDS)}",
+            )
+        need, optional = INJECT_KINDS[k]
+        v.keys(a, at, {*INJECT_COMMON, *need, *optional})
         for key in need:
             v.required(a, at, key, f"inject {k} needs {', '.join(need)} (see docs/field-bugs.md)")
+        if "count" in a:
+            v.integer(a["count"], (*at, "count"), "count: 1..1000", 1, 1000)
+        if "client_port" in a and not _is_var(a["client_port"]):
+            v.integer(a["client_port"], (*at, "client_port"), "client_port: 0 (from the capture) or 1..65535", 0, 65535)
+        if "server_port" in a and not _is_var(a["server_port"]):
+            v.integer(a["server_port"], (*at, "server_port"), "server_port: 1..65535", 1, 65535)
+        if a.get("to", "client") not in ("client", "server"):
+            raise v.err((*at, "to"), f"unknown end {a['to']!r}", "to: client (the default) or server")
+        if "reply" in a:
+            v.boolean(a["reply"], (*at, "reply"), "reply: true (an ARP reply, the default) or false (a request)")
+        if "mac" in a and not _is_var(a["mac"]) and not MAC_RE.match(str(a["mac"])):
+            raise v.err((*at, "mac"), f"{a['mac']!r} is not a MAC address", "write it as 02:00:00:00:00:01")
+        if "hex" in a:
+            h = re.sub(r"\s", "", str(a["hex"]))
+            try:
+                frame = bytes.fromhex(h)
+            except ValueError:
+                raise v.err((*at, "hex"), "not hexadecimal", "give the whole Ethernet frame as hex digits") from None
+            if len(frame) < 14:
+                raise v.err(
+                    (*at, "hex"), f"{len(frame)} bytes is no Ethernet frame", "give at least 14 bytes"
+                ) from None
+            a = {**a, "hex": h}
         if "of" in a:
             a = {**a, "of": dataclasses.asdict(v.wire_spec(a["of"], (*at, "of")))}
         return a, None
@@ -491,11 +529,13 @@ class WaitFor(Action):
             raise v.err(at, "needs exactly one of console/wire/step", "wait for one thing per step")
         if "console" in a:
             con = v.mapping(a["console"], (*at, "console"), "node, match")
-            v.keys(con, (*at, "console"), {"node", "match"})
+            v.keys(con, (*at, "console"), set(WAIT_CONSOLE_KEYS))
             _node_arg(c, con, (*at, "console"))
             v.regex(v.required(con, (*at, "console"), "match", "add `match: <regex>`"), (*at, "console", "match"))
         if "wire" in a:
-            a = {**a, "wire": v.wire_spec(a["wire"], (*at, "wire"))}
+            # kept a mapping, so that the variables in it are checked at load and substituted
+            # at run time like every other argument (a WireSpec was neither: issue 12)
+            a = {**a, "wire": dataclasses.asdict(v.wire_spec(a["wire"], (*at, "wire")))}
         if "step" in a and a["step"] not in c.background:
             raise v.err(
                 (*at, "step"), f"no earlier background exec {a['step']!r}", "name an exec with background: true"
@@ -531,7 +571,7 @@ def _probe(r: RunState, a: dict[str, Any]) -> tuple[bool, str, list[Any]]:
         c = a["console"]
         m = re.search(c["match"], r.lab.node(c["node"]).logs())
         return bool(m), f"console of {c['node']} matches {c['match']!r}", []
-    spec: WireSpec = a["wire"]
+    spec = WireSpec(str(a["wire"]["layer"]), dict(a["wire"].get("fields") or {}))
     # From the start of the step before this wait: what that step caused may already be on
     # the wire when the wait begins.
     starts = [sr.t_start for sr in r.results.values()]

@@ -33,6 +33,8 @@ APP_LAYERS = (
     "NTP",
 )
 LAYERS = LAYERS + APP_LAYERS
+EXPECT_KEYS = ("output", "absent", "exception", "errno", "timeout")  # exec `expect` / `require`
+WIRE_SPEC_KEYS = ("layer", "fields")  # a packet: `of`, `wait_for.wire`, `sequence.packets[]`
 
 
 def yaml_with_lines(text: str, path: Path) -> tuple[Any, dict[Path_, int]]:
@@ -190,7 +192,7 @@ class Validator:
     # ---- the value kinds that several parts of a file share -----------------------------
     def wire_spec(self, w: Any, at: Path_) -> WireSpec:
         w = self.mapping(w, at, "layer: TCP, fields: {dport: 7}")
-        self.keys(w, at, {"layer", "fields"})
+        self.keys(w, at, set(WIRE_SPEC_KEYS))
         layer = self.required(w, at, "layer", f"add `layer:` ({', '.join(LAYERS)})")
         if layer not in LAYERS:
             raise self.err((*at, "layer"), f"unknown layer {layer!r}", f"use one of: {', '.join(LAYERS)}")
@@ -204,7 +206,7 @@ class Validator:
 
     def expect(self, e: Any, at: Path_) -> Expect:
         e = self.mapping(e, at, "output/exception/errno/timeout/absent")
-        self.keys(e, at, {"output", "exception", "errno", "timeout", "absent"})
+        self.keys(e, at, set(EXPECT_KEYS))
         exp = Expect(
             output=self.regex(e["output"], (*at, "output")) if "output" in e else None,
             exception=self.string(e["exception"], (*at, "exception"), "e.g. OSError") if "exception" in e else None,

@@ -7,6 +7,7 @@ action registry (actions.py); this module checks everything around them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,29 @@ PEER_KINDS = {
     "services": "one of the services container's peers: service tcp_echo|tcp_discard|udp_echo|http",
     "mqtt_subscriber": "lab.mqtt_peer's MQTT subscriber on the host: topics, QoS 1, persistent session, reconnects",
 }
+TOPOLOGY_KEYS = ("nodes", "compose", "mqtt_persistence")
+FILE_KEYS = ("src", "dst")
+APP_KEYS = ("src", "node", "dest", "wait")
+PEER_COMMON = ("name", "kind", "port")  # every peer's keys, beside its kind's PEER_OPTIONS
 TCP_SERVER_MODES = ("echo", "sink", "close", "rst")
-ASSERTION_KINDS = ("console", "wire", "sequence", "mqtt")
 MQTT_CHECKS = ("complete",)  # the `counter:` checks of an mqtt assertion
+WINDOW_KEYS = ("since", "until", "within")
+# Each assertion kind's keys (an assertion also has `says`).
+ASSERTION_KEYS: dict[str, tuple[str, ...]] = {
+    "console": ("step", "node", "match", "absent"),
+    "wire": ("layer", "fields", "count", *WINDOW_KEYS),
+    "sequence": ("packets", *WINDOW_KEYS),
+    "mqtt": ("peer", "topic", "counter", "at_least", "qos"),
+}
+ASSERTION_KINDS = tuple(ASSERTION_KEYS)
+
+
+def variables(nodes: Iterable[str], peers: Iterable[str]) -> set[str]:
+    """The ``${...}`` names a scenario with these nodes and peers may use."""
+    out = {"host", "gateway", "services", "lab"}
+    for n in nodes:
+        out |= {n, f"{n}.ip", f"{n}.mac"}
+    return out | {f"peer.{p}.{a}" for p in peers for a in ("ip", "port")}
 
 
 def _is_file(p: Path) -> bool:
@@ -93,7 +114,7 @@ def load(path: Path | str) -> Scenario:
             raise v.err(("firmware",), f"{fw!r} is neither a version (x.y.z) nor an existing file", "fix the path")
 
     topo = v.mapping(d.get("topology") or {}, ("topology",), "nodes: N, compose: FILE, mqtt_persistence: true")
-    v.keys(topo, ("topology",), {"nodes", "compose", "mqtt_persistence"})
+    v.keys(topo, ("topology",), set(TOPOLOGY_KEYS))
     persist = None
     if "mqtt_persistence" in topo:
         persist = v.boolean(topo["mqtt_persistence"], ("topology", "mqtt_persistence"), "mqtt_persistence: true")
@@ -110,9 +131,7 @@ def load(path: Path | str) -> Scenario:
     app = _app(v, d, ctx)
     peers = _peers(v, d)
     ctx.peers = {p.name: p for p in peers}
-    known_vars = {"host", "gateway", "services", "lab", *node_names}
-    known_vars |= {f"{n}.{a}" for n in node_names for a in ("ip", "mac")}
-    known_vars |= {f"peer.{p}.{a}" for p in ctx.peers for a in ("ip", "port")}
+    known_vars = variables(node_names, ctx.peers)
     steps = _timeline(v, d, ctx, known_vars)
     asserts = _assertions(v, d, ctx, known_vars)
     if not asserts and not any(s.expect for s in steps):
@@ -177,7 +196,7 @@ def _app(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[App
         if isinstance(a, str):
             a = {"src": a}
         a = v.mapping(a, at, "src: DIR, node: node1, dest: /, wait: REGEX")
-        v.keys(a, at, {"src", "node", "dest", "wait"})
+        v.keys(a, at, set(APP_KEYS))
         src = rel(v.path, v.string(v.required(a, at, "src", "add `src: app/`"), (*at, "src"), "a directory"))
         if not src.is_dir():
             raise v.err((*at, "src"), f"{src} is not a directory", "paths are relative to the scenario file")
@@ -193,7 +212,7 @@ def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[F
     for i, f in enumerate(v.seq(d.get("files"), ("files",), "[{src: guest/x.py, dst: node1:/x.py}]")):
         at: Path_ = ("files", i)
         f = v.mapping(f, at, "src: local path, dst: node1:/path")
-        v.keys(f, at, {"src", "dst"})
+        v.keys(f, at, set(FILE_KEYS))
         src = rel(
             v.path, v.string(v.required(f, at, "src", "add `src: path/relative/to/the/scenario`"), (*at, "src"), "")
         )
@@ -229,7 +248,7 @@ def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
         kind = v.required(p, at, "kind", f"add `kind:` ({', '.join(PEER_KINDS)})")
         if kind not in PEER_KINDS:
             raise v.err((*at, "kind"), f"unknown peer kind {kind!r}", f"use one of: {', '.join(PEER_KINDS)}")
-        v.keys(p, at, {"name", "kind", "port", *PEER_OPTIONS[kind]})
+        v.keys(p, at, {*PEER_COMMON, *PEER_OPTIONS[kind]})
         if kind == "dns":
             # The DNS name is `query`: `name` is the peer's own name (a dns peer could not
             # be written before: both wanted `name`).
@@ -286,6 +305,9 @@ def _timeline(v: Validator, d: dict[str, Any], ctx: actions.CheckContext, known_
         at: Path_ = ("timeline", i)
         s = v.mapping(s, at, "one action (" + ", ".join(actions.ACTIONS) + ") plus optional id/at/after/says")
         act = actions.step_action(v, s, at)
+        if "id" in s and (not isinstance(s["id"], str | int) or isinstance(s["id"], bool)):
+            # YAML 1.1 reads on/off/yes/no as booleans: `id: off` was silently replaced by s<N>
+            raise v.err((*at, "id"), f"a step id must be a name, got {s['id']!r}", 'quote it: id: "off"')
         sid = str(s.get("id") or f"s{i + 1}")
         if sid in ctx.ids:
             raise v.err((*at, "id"), f"duplicate step id {sid!r}", "give each step a unique id")
@@ -330,7 +352,7 @@ def _check_assertion(ctx: actions.CheckContext, kind: str, a: Any, at: Path_) ->
     v, ids = ctx.v, ctx.ids
     a = v.mapping(a, at, "see docs/field-bugs.md")
     if kind == "mqtt":
-        v.keys(a, at, {"peer", "topic", "counter", "at_least", "qos"})
+        v.keys(a, at, set(ASSERTION_KEYS["mqtt"]))
         pn = v.required(a, at, "peer", "add `peer: <name of an mqtt_subscriber peer>`")
         if pn not in ctx.peers or ctx.peers[pn].kind != "mqtt_subscriber":
             raise v.err(
@@ -344,7 +366,7 @@ def _check_assertion(ctx: actions.CheckContext, kind: str, a: Any, at: Path_) ->
             v.integer(a["qos"], (*at, "qos"), "qos: 0, 1 or 2", 0, 2)
         return a
     if kind == "console":
-        v.keys(a, at, {"node", "step", "match", "absent"})
+        v.keys(a, at, set(ASSERTION_KEYS["console"]))
         if "node" not in a and "step" not in a:
             raise v.err(at, "needs `node` (its console log) or `step` (an exec's output)", "add one")
         if "node" in a:
@@ -355,18 +377,17 @@ def _check_assertion(ctx: actions.CheckContext, kind: str, a: Any, at: Path_) ->
             raise v.err(at, "needs exactly one of `match` and `absent`", "match: <regex> (present) or absent: <regex>")
         v.regex(a.get("match", a.get("absent")), (*at, "match" if "match" in a else "absent"))
         return a
-    window = {"since", "until", "within"}
     for k in ("since", "until"):
         if k in a and a[k] not in ids:
             raise v.err((*at, k), f"no step with id {a[k]!r}", f"use one of: {', '.join(sorted(ids))}")
     if "within" in a:
         v.number(a["within"], (*at, "within"), "within: seconds after `since`", 0.001)
     if kind == "wire":
-        v.keys(a, at, {"layer", "fields", "count", *window})
+        v.keys(a, at, set(ASSERTION_KEYS["wire"]))
         spec = v.wire_spec({k: a[k] for k in ("layer", "fields") if k in a}, at)
         lo, hi = v.count(a.get("count", ">=1"), (*at, "count"))
         return {**a, "spec": spec, "min": lo, "max": hi}
-    v.keys(a, at, {"packets", *window})
+    v.keys(a, at, set(ASSERTION_KEYS["sequence"]))
     pk = v.seq(v.required(a, at, "packets", "add `packets:` (a list of {layer, fields})"), (*at, "packets"), "")
     if len(pk) < 2:
         raise v.err((*at, "packets"), "a sequence needs at least 2 packets", "use a wire: assertion for one packet")

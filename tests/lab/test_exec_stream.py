@@ -24,10 +24,11 @@ import pytest
 
 import lab as lab_pkg
 from lab import Lab
+from lab.util import poll_until
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
-LAB = "texec"
+LAB = os.environ.get("MPLAB_TEST_EXEC_LAB", "texec")
 
 
 def mplab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -213,3 +214,36 @@ def test_a_reboot_between_execs_is_noticed_before_the_next(lab2: Lab) -> None:
     assert nd.exec("print(lan.isconnected())", timeout=60) == "True\n"
     assert nd.console.resets >= 1
     lab2.close()
+
+
+def test_a_reset_while_no_console_is_open_shows_in_status(lab2: Lab) -> None:
+    """Issue 12: a guest reset while nobody holds its console (QMP system_reset from outside
+    the lab; code that resets the board after its exec returned) printed its banner only to
+    its log: `status` kept showing it up with its old address and the next `mplab exec` ran
+    on a guest with no network (NameError: lan). Now status says its network is down, and
+    the next exec, in a process of its own, redoes the bring-up first."""
+    nd = lab2.node("node1")
+    lab2.close()
+
+    def row() -> str:
+        return next(x for x in mplab("status").stdout.splitlines() if x.startswith("node1 "))
+
+    assert row().rstrip().endswith("up")
+    p = subprocess.run(
+        ["docker", "exec", nd.container, "mplab-qmp", '{"execute":"system_reset"}'],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+
+    def marked() -> str:
+        r = row()
+        return r if "needs `mplab reset node1`" in r else ""
+
+    down = poll_until(marked, 90, interval=1.0)  # until the guest has booted and printed its banner
+    assert down and "rebooted after its network bring-up" in down, row()
+    assert f" {nd.mac} " in down and down.split()[2] == "-", down  # no address, although dnsmasq has the lease
+    p = mplab("exec", "--timeout", "60", "node1", "print(lan.isconnected(), lan.ifconfig()[0])")
+    assert p.returncode == 0 and p.stdout.startswith("True "), p
+    ip = p.stdout.split()[1]
+    r = row()
+    assert f" {ip} " in r and r.rstrip().endswith("up"), r

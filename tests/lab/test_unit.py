@@ -146,3 +146,25 @@ def test_conformance_renders_a_junit_report(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     md = (tmp_path / "r" / "conformance.md").read_text()
     assert "| `connect` | connects | ✅ pass |" in md, md
+
+
+@pytest.mark.parametrize("nl", ["\r\n", "\n"])  # docker logs read as text may drop the \r
+def test_hard_boots_in_a_console_log(nl: str) -> None:
+    """A node's log tells a hard boot (its network is gone) from a soft reset (it is not):
+    `status` and the first console of a process read it (Node.reboot_unseen, issue 12)."""
+    from lab.console import hard_boots
+    from lab.lab import BRINGUP_MARK
+
+    banner = (
+        f'MicroPython v1.25.0 on 2026-12-02; mps2-an385 with Cortex-M3{nl}Type "help()" for more information.{nl}>>> '
+    )
+    up = f"raw REPL; CTRL-B to exit{nl}>OK{BRINGUP_MARK} node1{nl}>"
+    assert hard_boots("entrypoint" + nl + banner + up) == [len("entrypoint" + nl)]
+    log = banner + up + "\x04>" + banner  # a QMP system_reset with no console connected
+    assert hard_boots(log)[-1] > log.rfind(BRINGUP_MARK)
+    # a soft reset (deploy: Ctrl-D, main.py prints, then the banner) keeps the network
+    soft = banner + up + f"MPY: soft reboot{nl}main ran{nl}" + banner
+    assert hard_boots(soft) == [0]
+    # ... but a hard reset after an exec interrupted that main.py is a hard boot again
+    hard = soft[: -len(banner)] + f"raw REPL; CTRL-B to exit{nl}>OK" + banner
+    assert len(hard_boots(hard)) == 2

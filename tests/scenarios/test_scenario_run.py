@@ -14,7 +14,8 @@ import pytest
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
 UDP = REPO / "scenarios" / "udp-one-slot.yml"
-LAB = "tscn"  # not the scenario's own lab: a user's run of the same scenario is not disturbed
+# not the scenario's own lab: a user's run of the same scenario is not disturbed
+LAB = os.environ.get("MPLAB_TEST_SCENARIO_LAB", "tscn")
 
 
 @pytest.fixture(autouse=True)
@@ -118,4 +119,20 @@ def test_dns_peer_as_documented(tmp_path: Path) -> None:
     r = repro(str(Path(__file__).with_name("dns-peer.yml")), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "dns-peer on 1.25.0: REPRODUCED" in r.stdout
+    assert not leftovers()
+
+
+def test_reference_tour(tmp_path: Path) -> None:
+    """Issue 12: the reference's peer kinds and actions no other scenario test runs (tcp_peer,
+    link, tcp_connect, wait_for step/console/wire, join, every inject kind but rst, a
+    sequence assertion), each with an assertion that fails if the action did not act. The
+    wait_for wire step waits on variables (${node1}, ${peer.ctl.port}): they used to be
+    left unsubstituted, so it never matched."""
+    out = tmp_path / "b"
+    r = repro(str(Path(__file__).with_name("reference-tour.yml")), "--out", str(out))
+    v = json.loads((out / "verdict.json").read_text()) if (out / "verdict.json").is_file() else {}
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert v["verdict"] == "reproduced" and all(c["held"] for c in v["checks"]), v["checks"]
+    steps = {s["id"]: s for s in v["steps"]}
+    assert "seen" in steps["seen"]["note"] and "injected packet" in steps["frame"]["note"], steps
     assert not leftovers()

@@ -60,6 +60,7 @@ def test_good_scenario_loads(tmp_path: Path) -> None:
         ('expect: {output: "1"}', 'expect: {output: "(1"}', 8, "timeline[0].exec.expect.output", "escape"),
         ("firmware: 1.25.0", "firmware: ./nope.elf", 2, "firmware", "fix the path"),
         ("  - id: go\n", "  - id: go\n    at: -1\n", 8, "timeline[0].at", "seconds"),
+        ("  - id: go\n", "  - id: off\n", 7, "timeline[0].id", 'quote it: id: "off"'),
     ],
 )
 def test_malformed_scenario_names_file_line_field_and_fix(

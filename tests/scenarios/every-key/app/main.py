@@ -1,0 +1,1 @@
+print("every-key app")
