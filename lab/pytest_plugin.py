@@ -8,21 +8,26 @@ Fixtures:
   wire       function: a Wire over a Capture of the lab bridge for this test.
   host_peer  function: a lab.peers.HostPeer (sockets on the host's LAN address), closed after the test.
 
-On failure, the test's pcap and each node's console transcript (the part written during the
-test) are kept under artifacts/<test id>/ and listed in the report.
+On failure, the test's pcap, its ladder diagram (ladder.html, lab/ladder) and each node's
+console transcript (the part written during the test) are kept under artifacts/<test id>/ and
+listed in the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import ladder
+from .errors import LabError
 from .lab import Lab, Node
 from .peers import HostPeer
 
@@ -124,6 +129,33 @@ def host_peer(lab: Lab) -> Iterator[HostPeer]:
         hp.close()
 
 
+def lab_hosts(the_lab: Lab | None) -> ladder.Hosts:
+    """The ladder's lane names of a lab: its nodes, the host, services."""
+    h = ladder.Hosts()
+    if the_lab is None:
+        return h
+    with contextlib.suppress(LabError, OSError):
+        leases = the_lab.leases()
+        for nd in sorted(the_lab.open_nodes, key=lambda n: n.name):
+            h.add(nd.name, leases.get(nd.mac.lower()), nd.mac)
+    h.add("host", the_lab.host_ip)
+    h.add("services", the_lab.services_ip)
+    return h
+
+
+def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, d: Path) -> str:
+    """ladder.html of a failed test's pcap, with a note where it failed; never fails the report."""
+    out = d / "ladder.html"
+    try:
+        crash = getattr(rep.longrepr, "reprcrash", None)
+        msg = str(crash.message if crash is not None else rep.longrepr) or "failed"
+        t0 = cap.t0 or None
+        notes = [ladder.Note(time.time() - t0, f"test failed: {msg.splitlines()[0][:200]}", "step")] if t0 else []
+        return str(ladder.write_pcap(cap.path, out, hosts=lab_hosts(the_lab), title=nodeid, t0=t0, notes=notes))
+    except Exception as e:  # the pcap is still kept; say why there is no ladder
+        return f"(no ladder.html: {type(e).__name__}: {e})"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     rep = yield
@@ -135,9 +167,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if failed:
         paths: list[str] = []
         cap = st.get("capture")
+        the_lab: Lab | None = st.get("lab")
         if cap is not None:
             paths.append(str(cap.write()))
-        the_lab: Lab | None = st.get("lab")
+            paths.append(_ladder(cap, the_lab, item.nodeid, rep, d))
         if the_lab is not None:
             for nd in the_lab.open_nodes:
                 con = nd.console_open

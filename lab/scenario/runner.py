@@ -278,6 +278,7 @@ class Runner:
                         "lab": self.lab.name,
                         "subnet": str(self.lab.subnet),
                         "host": self.lab.host_ip,
+                        "services": self.lab.services_ip,
                         "bridge": self.lab.bridge,
                         "nodes": [dataclasses.asdict(r) for r in rows],
                     },
