@@ -134,12 +134,14 @@ def lab_hosts(the_lab: Lab | None) -> ladder.Hosts:
     h = ladder.Hosts()
     if the_lab is None:
         return h
+    macs: dict[str, str] = {}
     with contextlib.suppress(LabError, OSError):
         leases = the_lab.leases()
         for nd in sorted(the_lab.open_nodes, key=lambda n: n.name):
             h.add(nd.name, leases.get(nd.mac.lower()), nd.mac)
-    h.add("host", the_lab.host_ip)
-    h.add("services", the_lab.services_ip)
+        macs = the_lab.lan_hosts()
+    h.add("host", the_lab.host_ip, macs.get(the_lab.host_ip) or None)
+    h.add("services", the_lab.services_ip, macs.get(the_lab.services_ip) or None)
     return h
 
 
@@ -150,7 +152,7 @@ def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, 
         crash = getattr(rep.longrepr, "reprcrash", None)
         msg = str(crash.message if crash is not None else rep.longrepr) or "failed"
         t0 = cap.t0 or None
-        notes = [ladder.Note(time.time() - t0, f"test failed: {msg.splitlines()[0][:200]}", "step")] if t0 else []
+        notes = [ladder.Note(time.time() - t0, f"test failed: {msg.splitlines()[0][:200]}", "failure")] if t0 else []
         return str(ladder.write_pcap(cap.path, out, hosts=lab_hosts(the_lab), title=nodeid, t0=t0, notes=notes))
     except Exception as e:  # the pcap is still kept; say why there is no ladder
         return f"(no ladder.html: {type(e).__name__}: {e})"

@@ -124,11 +124,21 @@ def _icmp6(p: Any) -> str | None:
         (inet6.ICMPv6EchoReply, "ICMPv6 echo-reply"),
         (inet6.ICMPv6DestUnreach, "ICMPv6 dest-unreach"),
         (inet6.ICMPv6MLReport2, "MLDv2 report"),
+        (inet6.ICMPv6MLReport, "MLD report"),
     ):
         if p.haslayer(cls):
-            tgt = getattr(p[cls], "tgt", None)
+            tgt = getattr(p[cls], "tgt", None) or getattr(p[cls], "mladdr", None)
             return word + (f" {tgt}" if tgt else "")
     return None
+
+
+def _layers_above(p: Any, lay: Any) -> str:
+    """``IPv6 / IPv6ExtHdrHopByHop / ICMPv6Unknown``: what a frame with no label of its own is."""
+    names = []
+    while lay is not None and type(lay).__name__ not in ("NoPayload", "Raw", "Padding"):
+        names.append(type(lay).__name__)
+        lay = lay.payload if lay.payload else None
+    return " / ".join(names) or p.summary()
 
 
 class _Seq:
@@ -210,6 +220,8 @@ def describe_frames(packets: Sequence[Any]) -> list[FrameInfo]:
         elif ip is not None and (six := _icmp6(p)) is not None:
             label, proto = six, "ICMPv6"
             conv = "ICMPv6 " + " ↔ ".join(sorted([ip.src, ip.dst]))
+        elif ip is not None:
+            label = _layers_above(p, ip)
         else:
             label = p.summary()
         if sip == "0.0.0.0":  # a DHCP client before its lease: named by its MAC

@@ -46,14 +46,14 @@ class Hosts:
 
     @classmethod
     def from_status(cls, status: dict[str, Any]) -> Hosts:
-        """From a bundle's status.json (nodes with ip/mac, the host; services is .2 of the subnet)."""
+        """From a bundle's status.json: nodes with ip/mac, ``host``, ``services``, ``macs`` (IP -> MAC)."""
         h = cls()
+        macs = status.get("macs") or {}
         for n in status.get("nodes", []):
             h.add(str(n.get("name")), n.get("ip") or None, n.get("mac") or None)
-        if status.get("host"):
-            h.add("host", str(status["host"]))
-        if status.get("services"):
-            h.add("services", str(status["services"]))
+        for name in ("host", "services"):
+            if status.get(name):
+                h.add(name, str(status[name]), macs.get(str(status[name])) or None)
         return h
 
 
@@ -84,7 +84,7 @@ class Note:
 
     t: float
     text: str
-    kind: str = "step"  # step | impair | console
+    kind: str = "step"  # step | impair | console | failure
     lane: str | None = None  # drawn on this lane; None: across the whole ladder
     t_end: float | None = None
 
@@ -258,14 +258,24 @@ def build(
     return Ladder(title, lanes, events, merge(rows, extra), list(findings), t0, source)
 
 
+SAME_TIME = 2e-6  # a pcap keeps microseconds: times from the live capture differ by that much
+
+
+def _before(x: Row, frame: Row) -> bool:
+    if abs(x.t - frame.t) <= SAME_TIME:
+        return x.kind == NOTE
+    return x.t < frame.t
+
+
 def merge(rows: Sequence[Row], extra: Sequence[Row]) -> list[Row]:
-    """``rows`` (frames, in capture order) with ``extra`` (notes, markers) put in by time: each
-    before the first frame later than it, so a note comes before the frames it explains."""
+    """``rows`` (frames, in capture order) with ``extra`` (notes, markers) put in by time. A
+    note goes before the frames of its own time (it explains them); a marker of a missing
+    packet after them (it is placed at the last packet that did match)."""
     out: list[Row] = []
     pending = sorted(extra, key=lambda r: (r.t, r.kind != NOTE))
     k = 0
     for r in rows:
-        while k < len(pending) and pending[k].t <= r.t:
+        while k < len(pending) and _before(pending[k], r):
             out.append(pending[k])
             k += 1
         out.append(r)

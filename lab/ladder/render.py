@@ -28,6 +28,7 @@ h1{font-size:18px;margin:0 0 6px}
 #controls{font-size:13px;margin-top:6px}
 #controls label{margin-right:12px}
 #controls input{width:6em}
+#controls select{max-width:22em}
 main{display:flex;align-items:flex-start}
 #findings{width:340px;flex:none;padding:8px 12px;font-size:13px;border-right:1px solid #ddd}
 #findings li{margin:0 0 8px}
@@ -49,6 +50,8 @@ svg{font-family:ui-monospace,monospace;font-size:11px}
 .note .band{fill:#eef3ff}
 .note.impair .band{fill:#ffeede}
 .note.console .band{fill:#eef9ee}
+.note.failure .band{fill:#ffe3e3}
+.note.failure text{fill:#a00;font-weight:bold}
 .note text{fill:#335;font-family:system-ui,sans-serif}
 .expected .arrow{stroke:#d00;stroke-dasharray:5 4;stroke-width:2}
 .expected text{fill:#d00;font-weight:bold}
@@ -156,7 +159,7 @@ def _row_svg(r: Row, k: int, xs: dict[str, float], width: float) -> str:
     elif r.kind == NOTE:
         parts.append(f'<rect class="band" x="{LEFT}" y="2" width="{width - LEFT}" height="{ROW_H - 4}" rx="3"/>')
         x = xs[r.src] + 6 if r.src in xs else LEFT + 6
-        icon = {"impair": "⚡", "console": "▤", "step": "▶"}.get(r.note_kind, "•")
+        icon = {"impair": "⚡", "console": "▤", "step": "▶", "failure": "✗"}.get(r.note_kind, "•")
         text = r.label if len(r.label) <= 140 else r.label[:137] + "…"
         parts.append(f'<text x="{x}" y="{ROW_H - 10}">{icon} {_e(text)}</text>')
     else:  # EXPECTED

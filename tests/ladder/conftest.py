@@ -1,0 +1,26 @@
+"""Fixtures of the ladder tests: a headless Chromium (Debian's `chromium`, driven over the
+DevTools protocol on a pipe, tests/ladder/cdp.py). Without it the browser tests skip, and fail
+under CI=true, where scripts/ensure-host-packages.sh installs it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from cdp import Chromium, chromium_binary
+
+
+def unavailable(message: str) -> None:
+    """Skip, or fail under CI (where every prerequisite must be present)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chromium]:
+    if chromium_binary() is None:
+        unavailable("the browser tests need Chromium: apt-get install chromium (scripts/ensure-host-packages.sh)")
+    with Chromium() as b:
+        yield b
