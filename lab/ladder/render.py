@@ -168,11 +168,11 @@ def _row_svg(r: Row, k: int, xs: dict[str, float], width: float) -> str:
         y = ROW_H - 6
         if x1 is not None and x2 is not None and x1 != x2:
             parts.append(f'<line class="arrow" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" marker-end="url(#xhead)"/>')
-            cx = (x1 + x2) / 2
+            cx = min(x1, x2) + 8
         else:
             parts.append(f'<line class="arrow" x1="{LEFT}" y1="{y}" x2="{width}" y2="{y}"/>')
-            cx = LEFT + (width - LEFT) / 2
-        parts.append(f'<text x="{cx}" y="{y - 4}" text-anchor="middle">✗ expected here: {_e(r.label[:120])}</text>')
+            cx = LEFT + 8
+        parts.append(f'<text x="{cx}" y="{y - 4}">✗ expected here: {_e(r.label[:120])}</text>')
     parts.append("</g>")
     return "".join(parts)
 
