@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check"]
 FLAGS += ["--disable-extensions", "--disable-background-networking", "--disable-sync", "--mute-audio"]
 
@@ -30,6 +32,13 @@ def chromium_binary() -> str | None:
 
 class CdpError(RuntimeError):
     pass
+
+
+def unavailable(message: str) -> None:
+    """Skip, or fail under CI (where every prerequisite must be present)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 class Chromium:

@@ -4,18 +4,10 @@ under CI=true, where scripts/ensure-host-packages.sh installs it."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from cdp import Chromium, chromium_binary
-
-
-def unavailable(message: str) -> None:
-    """Skip, or fail under CI (where every prerequisite must be present)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+from cdp import Chromium, chromium_binary, unavailable
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pcaps
 import pytest
-from cdp import Chromium, Page
-from conftest import unavailable
+from cdp import Chromium, Page, unavailable
 
 from lab import ladder
 
@@ -24,6 +23,7 @@ STATE = "JSON.stringify({lanes: ladder.lanes, arrows: ladder.arrows, hl: ladder.
 
 
 def open_page(browser: Chromium, page_file: Path, shot: str) -> tuple[Page, dict[str, int]]:
+    assert page_file.is_file(), f"{page_file} was not written"
     page = browser.open(page_file.resolve().as_uri())
     page.wait_for("document.body.dataset.ready === '1'")
     SHOTS.mkdir(parents=True, exist_ok=True)
