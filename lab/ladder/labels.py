@@ -142,10 +142,20 @@ def _layers_above(p: Any, lay: Any) -> str:
 
 
 class _Seq:
-    """Relative sequence numbers per TCP direction (the first SYN's, or the first seen)."""
+    """Relative sequence numbers per TCP direction (the first SYN's, or the first seen), and
+    the highest one sent so far (a segment below it is a retransmission)."""
 
     def __init__(self) -> None:
         self.isn: dict[tuple[str, int, str, int], int] = {}
+        self.top: dict[tuple[str, int, str, int], int] = {}
+
+    def resent(self, key: tuple[str, int, str, int], rel: int, length: int) -> bool:
+        """Whether ``length`` bytes at relative ``rel`` were all sent before; remembers them."""
+        if not length:
+            return False
+        top = self.top.get(key, 0)
+        self.top[key] = max(top, rel + length)
+        return rel + length <= top
 
     def rel(self, key: tuple[str, int, str, int], seq: int, syn: bool) -> int:
         if syn or key not in self.isn:
@@ -194,13 +204,17 @@ def describe_frames(packets: Sequence[Any]) -> list[FrameInfo]:
             ra = seq.rel_ack(key, t.ack) if "A" in fl else None
             label = f"{t.sport} → {t.dport} [{fl}] seq={rs}" + (f" ack={ra}" if ra is not None else "")
             label += f" win={t.window} len={length}"
+            resent = seq.resent(key, rs, length)
+            if resent:
+                label += " retransmission"
             apps = [x for x in (app_label(m) for m in msgs.get(i, [])) if x]
             if apps:
                 label = " | ".join(apps) + "  " + label
             proto = "TCP"
             a, b = sorted([f"{ip.src}:{t.sport}", f"{ip.dst}:{t.dport}"])
             conv = f"TCP {a} ↔ {b}"
-            kind = "tcp-data" if fl in ("A", "PA") and not apps else ""
+            # bulk: plain data and ACKs; a retransmission or a zero window is never collapsed
+            kind = "tcp-data" if fl in ("A", "PA") and not apps and not resent and t.window else ""
         elif ip is not None and UDP in p:
             u = p[UDP]
             length = max(u.len - 8, 0) if u.len else len(u.payload)

@@ -9,7 +9,7 @@ assertion expected. lab/ladder/render.py draws it; tests check it as data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,10 +168,12 @@ def lanes_of(events: Sequence[Event], hosts: Hosts, notes: Sequence[Note] = ()) 
     return [Lane(i, addrs[i]) for i in ids]
 
 
-def collapse(events: Sequence[Event], keep: set[int] = frozenset(), min_run: int = MIN_RUN) -> list[Row]:  # type: ignore[assignment]
+def collapse(events: Sequence[Event], keep: Collection[int] = (), min_run: int = MIN_RUN) -> list[Row]:
     """One row per event, except runs of ``min_run`` or more consecutive events of the same
     conversation and kind (bulk TCP data and its ACKs, a stream of datagrams), which become
-    one ``run`` row. A frame in ``keep`` (an assertion matched it) is never collapsed."""
+    one ``run`` row. A frame in ``keep`` (an assertion matched it) is never collapsed, nor is
+    a retransmission or a zero window (labels.describe_frames gives those no kind)."""
+    keep = set(keep)
     rows: list[Row] = []
     i = 0
     while i < len(events):

@@ -74,6 +74,34 @@ def test_bulk_data_collapses_into_one_run(pcap: Path) -> None:
     assert all(r.kind == ladder.FRAME for r in build(pcap, min_run=100).rows)
 
 
+def test_retransmission_and_zero_window_break_a_run() -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    n2h = Ether(src=pcaps.NODE_MAC, dst=pcaps.HOST_MAC) / IP(src=pcaps.NODE, dst=pcaps.HOST)
+    h2n = Ether(src=pcaps.HOST_MAC, dst=pcaps.NODE_MAC) / IP(src=pcaps.HOST, dst=pcaps.NODE)
+    pk = [n2h / TCP(sport=5000, dport=7, flags="S", seq=99), h2n / TCP(sport=7, dport=5000, flags="SA", seq=0, ack=100)]
+    for k in range(8):  # data 1..800, the 4th segment sent again after the 8th, then a zero window
+        pk.append(n2h / TCP(sport=5000, dport=7, flags="PA", seq=100 + 100 * k, ack=1) / Raw(b"y" * 100))
+    pk.append(n2h / TCP(sport=5000, dport=7, flags="PA", seq=400, ack=1) / Raw(b"y" * 100))
+    pk += [h2n / TCP(sport=7, dport=5000, flags="A", seq=1, ack=900, window=0)]
+    pk += [n2h / TCP(sport=5000, dport=7, flags="PA", seq=900 + 100 * k, ack=1) / Raw(b"y" * 100) for k in range(6)]
+    for k, p in enumerate(pk):
+        p.time = pcaps.T0 + k * 0.01
+    lad = ladder.build(pk, pcaps.hosts())
+    assert lad.events[10].label == "5000 → 7 [PA] seq=301 ack=1 win=8192 len=100 retransmission"
+    assert lad.events[11].label == "7 → 5000 [A] seq=1 ack=801 win=0 len=0"
+    assert [(r.kind, r.frames[0], len(r.frames)) for r in lad.rows] == [
+        ("frame", 1, 1),
+        ("frame", 2, 1),
+        ("run", 3, 8),
+        ("frame", 11, 1),  # the retransmission
+        ("frame", 12, 1),  # the zero window
+        ("run", 13, 6),
+    ]
+
+
 def test_a_matched_frame_is_never_collapsed_and_is_highlighted(pcap: Path) -> None:
     f = ladder.Finding("a1", "the 5th segment", True, [18])
     lad = build(pcap, findings=[f])
