@@ -145,15 +145,47 @@ def lab_hosts(the_lab: Lab | None) -> ladder.Hosts:
     return h
 
 
-def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, d: Path) -> str:
-    """ladder.html of a failed test's pcap, with a note where it failed; never fails the report."""
+def _frames_of(cap: Any, matched: list[Any]) -> list[int]:
+    """Frame numbers (in the written pcap) of packets a WireTimeout says matched: the same
+    objects as the capture's, or (an application message rebuilt from a stream) the segment
+    with its time."""
+    pkts = cap.packets
+    by_id = {id(p): i for i, p in enumerate(pkts)}
+    out = []
+    for m in matched:
+        i = by_id.get(id(m))
+        if i is None:
+            i = next((k for k, p in enumerate(pkts) if float(p.time) == float(m.time)), None)
+        if i is not None:
+            out.append(i + 1)
+    return out
+
+
+def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, d: Path, exc: Any = None) -> str:
+    """ladder.html of a failed test's pcap: a note where it failed and, for a WireTimeout, the
+    packets that matched so far highlighted and a marker after them; never fails the report."""
     out = d / "ladder.html"
     try:
         crash = getattr(rep.longrepr, "reprcrash", None)
         msg = str(crash.message if crash is not None else rep.longrepr) or "failed"
+        first = msg.splitlines()[0][:200]
         t0 = cap.t0 or None
-        notes = [ladder.Note(time.time() - t0, f"test failed: {msg.splitlines()[0][:200]}", "failure")] if t0 else []
-        return str(ladder.write_pcap(cap.path, out, hosts=lab_hosts(the_lab), title=nodeid, t0=t0, notes=notes))
+        t_fail = time.time() - t0 if t0 else 0.0
+        notes = [ladder.Note(t_fail, f"test failed: {first}", "failure")] if t0 else []
+        findings = []
+        expected, matched = getattr(exc, "expected", None), getattr(exc, "matched", None)
+        if expected is not None and matched is not None:
+            frames = _frames_of(cap, matched)
+            missing = next((e for e in expected if not e.startswith("✓ ")), expected[-1] if expected else "")
+            # after the last packet that matched (expect_none's matches are the offenders: no marker)
+            absent = missing.startswith("no ")
+            where = float(matched[-1].time) - t0 if matched and t0 and not absent else None
+            what = " then ".join(expected)
+            findings.append(ladder.Finding("wire", f"{first}: {what}", False, frames, where, None, None, missing))
+        lad_hosts = lab_hosts(the_lab)
+        return str(
+            ladder.write_pcap(cap.path, out, hosts=lad_hosts, title=nodeid, t0=t0, notes=notes, findings=findings)
+        )
     except Exception as e:  # the pcap is still kept; say why there is no ladder
         return f"(no ladder.html: {type(e).__name__}: {e})"
 
@@ -172,7 +204,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         the_lab: Lab | None = st.get("lab")
         if cap is not None:
             paths.append(str(cap.write()))
-            paths.append(_ladder(cap, the_lab, item.nodeid, rep, d))
+            exc = call.excinfo.value if call.excinfo is not None else None
+            paths.append(_ladder(cap, the_lab, item.nodeid, rep, d, exc))
         if the_lab is not None:
             for nd in the_lab.open_nodes:
                 con = nd.console_open

@@ -121,10 +121,9 @@ def test_verdict_html_of_a_shipped_scenario(browser: Chromium, tmp_path: Path) -
 
 FAILING = """
 def test_misses_a_packet(lab, node, wire):
-    from scapy.layers.inet import TCP
+    from scapy.layers.inet import TCP, UDP
     node.exec(f"import socket\\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('{lab.host_ip}', 9))")
-    wire.udp(node.ip, lab.host_ip, 9, b"x", timeout=10)
-    wire.expect(TCP, dport=4, within=0.3)
+    wire.expect_sequence([(UDP, {"dport": 9, "src": node.ip}), (TCP, {"dport": 4})], within=5)
 """
 
 
@@ -152,6 +151,13 @@ def test_ladder_html_of_a_failing_pytest_test(browser: Chromium, tmp_path: Path)
     assert st["arrows"] == len(model.arrows()) >= 1, st  # one arrow per row of the model
     arrows = page.evaluate("[...document.querySelectorAll('g.row.frame')].map(g => g.textContent).join('|')")
     assert "UDP" in arrows and "→ 9 len=1" in arrows, arrows
+    # the datagram the sequence matched is highlighted, the missing TCP segment marked after it
+    assert st["hl"] == 1 and st["x"] == 1, st
+    hl = page.evaluate("document.querySelector('g.row.hl').textContent")
+    assert "UDP" in hl and "→ 9 len=1" in hl, hl
+    marker = page.evaluate("document.querySelector('g.row.expected').textContent")
+    assert "TCP(dport=4)" in marker, marker
+    assert page.evaluate("document.querySelector('g.row.expected').previousElementSibling.classList.contains('hl')")
     notes = page.evaluate("[...document.querySelectorAll('g.row.note')].map(g => g.textContent).join('|')")
-    assert "test failed: lab.capture.WireTimeout: wire: no matching packet within 0.3s" in notes, notes
+    assert "test failed: lab.capture.WireTimeout: wire: sequence incomplete after 5s (1/2 matched)" in notes, notes
     assert_clean(page, page_file)
