@@ -198,7 +198,17 @@ class PcapFile:
 
 
 class WireTimeout(AssertionError):
-    """Nothing on the wire matched in time (the message lists what was seen)."""
+    """Nothing on the wire matched in time (the message lists what was seen).
+
+    ``expected`` is what was waited for (one line per spec, ✓/✗ for a sequence) and
+    ``matched`` the packets that did match so far: the pytest plugin's ladder.html highlights
+    them and marks where the missing one belonged.
+    """
+
+    def __init__(self, message: str, expected: Sequence[str] = (), matched: Sequence[Packet] = ()) -> None:
+        super().__init__(message)
+        self.expected = list(expected)
+        self.matched = list(matched)
 
 
 class Wire:
@@ -263,6 +273,7 @@ class Wire:
         since: float | None = None,
     ) -> WireTimeout:
         self.capture.write()
+        expected = list(expected)
         lines = [f"wire: {note}", "expected:"]
         lines += [f"  {e}" for e in expected]
         if found:
@@ -275,7 +286,7 @@ class Wire:
                 lines += [f"  {float(p.time) - self.capture.t0:8.3f}  {decoded(p)}" for p in have[-5:]]
         lines.append(self.summary(seen))
         lines.append(f"pcap: {self.capture.path}")
-        return WireTimeout("\n".join(lines))
+        return WireTimeout("\n".join(lines), list(expected), found)
 
     # ---- field specs ------------------------------------------------------------------
     def expect(

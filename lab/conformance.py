@@ -6,9 +6,10 @@ Runs ``pytest tests/socket`` with a JUnit XML report (unless ``--junit`` points 
 existing one, then it only renders). Each test records, through the suite's ``check``
 marker, the usocket method and the check it covers; the report is a matrix of
 method x check -> pass / fail / xfail (deviation, with its reason) / xpass, with links to
-the pcaps and console transcripts the lab plugin keeps under artifacts/ (on failure; with
-``--keep-pcaps`` for every test). When tests/socket/test_differential.py ran, a "Differential"
-section follows: guest vs CPython/Linux on the wire (lab/differential).
+the pcaps and console transcripts the lab plugin keeps under artifacts/ (on failure), and to
+the ladder diagram of each kept pcap (its ladder.html, rendered here when the plugin left
+none). When tests/socket/test_differential.py ran, a "Differential" section follows: guest vs
+CPython/Linux on the wire (lab/differential).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import ConfigError
+from . import ladder
+from .errors import ConfigError, LabError
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: tests/socket, reports/, artifacts/
 ORDER = [
@@ -72,6 +74,7 @@ class Case:
     message: str = ""
     deviation: str = ""
     artifacts: list[str] = field(default_factory=list)
+    ladder: str = ""  # the wire check's ladder.html, relative to the checkout
 
 
 def _nodeid(tc: ET.Element) -> str:
@@ -110,15 +113,33 @@ def parse(junit: Path, artifacts: Path) -> list[Case]:
         elif props.get("deviation"):  # non-strict xfail that passed this time
             outcome = "xpass"
         d = _artifact_dir(artifacts, nodeid)
-        arts = (
-            sorted(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in d.glob("*") if p.is_file())
-            if d.is_dir()
-            else []
-        )
+        kept = artifacts / "conformance" / d.name  # a deviation's pcap (tests/socket/conftest.py)
+        lad = _ladder_of(d) or _ladder_of(kept)
+        arts = sorted(_rel(p) for x in (d, kept) if x.is_dir() for p in x.glob("*") if p.is_file())
         cases.append(
-            Case(nodeid, method, check, outcome, float(tc.get("time", 0) or 0), msg, props.get("deviation", ""), arts)
-        )
+            Case(
+                nodeid, method, check, outcome, float(tc.get("time", 0) or 0), msg, props.get("deviation", ""), arts,
+                _rel(lad) if lad else "",
+            )
+        )  # fmt: skip
     return cases
+
+
+def _rel(p: Path) -> str:
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def _ladder_of(d: Path) -> Path | None:
+    """The ladder of a test's kept wire.pcap: the plugin's ladder.html, else rendered now."""
+    out, pcap = d / "ladder.html", d / "wire.pcap"
+    if out.is_file():
+        return out
+    if not pcap.is_file():
+        return None
+    try:
+        return ladder.write_pcap(pcap, out, title=d.name)
+    except LabError:
+        return None
 
 
 def _methods(cases: list[Case]) -> list[str]:
@@ -145,13 +166,15 @@ def render_md(cases: list[Case], meta: str) -> str:
         "",
         "Totals: " + ", ".join(f"{SYMBOL.get(k, k)} {v}" for k, v in sorted(t.items())),
         "",
-        "| method | check | result | time | evidence |",
-        "|---|---|---|---|---|",
+        "| method | check | result | time | ladder | evidence |",
+        "|---|---|---|---|---|---|",
     ]
     for m in _methods(cases):
         for c in by[m]:
             ev = " ".join(f"[{Path(a).name}]({os.path.relpath(ROOT / a, ROOT / 'reports')})" for a in c.artifacts)
-            out.append(f"| `{m}` | {c.check.replace('|', '/')} | {SYMBOL[c.outcome]} | {c.seconds:.2f}s | {ev} |")
+            lad = f"[ladder]({os.path.relpath(ROOT / c.ladder, ROOT / 'reports')})" if c.ladder else ""
+            cells = [f"`{m}`", c.check.replace("|", "/"), SYMBOL[c.outcome], f"{c.seconds:.2f}s", lad, ev]
+            out.append("| " + " | ".join(cells) + " |")
     devs = [c for c in cases if c.outcome in ("xfail", "xpass")]
     if devs:
         out += ["", "## Deviations from the spec / CPython (xfail, strict unless noted)", ""]
@@ -185,12 +208,17 @@ def render_html(cases: list[Case], meta: str) -> str:
                 f'<a href="{html.escape(os.path.relpath(ROOT / a, ROOT / "reports"))}">{html.escape(Path(a).name)}</a>'
                 for a in c.artifacts
             )
+            lad = (
+                f'<a class="ladder" href="{html.escape(os.path.relpath(ROOT / c.ladder, ROOT / "reports"))}">ladder</a>'
+                if c.ladder
+                else ""
+            )
             note = html.escape(c.deviation or (c.message.splitlines()[0] if c.message else ""))
             head = f'<th rowspan="{len(group)}"><code>{html.escape(m)}</code></th>' if i == 0 else ""
             rows.append(
                 f"<tr>{head}<td>{html.escape(c.check)}</td>"
                 f'<td style="background:{color[c.outcome]}" title="{note}">{SYMBOL[c.outcome]}</td>'
-                f"<td>{c.seconds:.2f}s</td><td>{ev}</td>"
+                f"<td>{c.seconds:.2f}s</td><td>{lad}</td><td>{ev}</td>"
                 f"<td><small>{note if c.outcome != 'pass' else ''}</small></td></tr>"
             )
     t = totals(cases)
@@ -199,7 +227,8 @@ def render_html(cases: list[Case], meta: str) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}}</style>
 <h1>usocket conformance report</h1><p>{html.escape(meta)}</p>
 <p>{", ".join(f"{SYMBOL.get(k, k)} {v}" for k, v in sorted(t.items()))}</p>
-<table><tr><th>method</th><th>check</th><th>result</th><th>time</th><th>pcap / console</th><th>note</th></tr>
+<table><tr><th>method</th><th>check</th><th>result</th><th>time</th><th>ladder</th><th>pcap / console</th>
+<th>note</th></tr>
 {"".join(rows)}</table>
 """
 

@@ -8,21 +8,26 @@ Fixtures:
   wire       function: a Wire over a Capture of the lab bridge for this test.
   host_peer  function: a lab.peers.HostPeer (sockets on the host's LAN address), closed after the test.
 
-On failure, the test's pcap and each node's console transcript (the part written during the
-test) are kept under artifacts/<test id>/ and listed in the report.
+On failure, the test's pcap, its ladder diagram (ladder.html, lab/ladder) and each node's
+console transcript (the part written during the test) are kept under artifacts/<test id>/ and
+listed in the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import ladder
+from .errors import LabError
 from .lab import Lab, Node
 from .peers import HostPeer
 
@@ -124,6 +129,67 @@ def host_peer(lab: Lab) -> Iterator[HostPeer]:
         hp.close()
 
 
+def lab_hosts(the_lab: Lab | None) -> ladder.Hosts:
+    """The ladder's lane names of a lab: its nodes, the host, services."""
+    h = ladder.Hosts()
+    if the_lab is None:
+        return h
+    macs: dict[str, str] = {}
+    with contextlib.suppress(LabError, OSError):
+        leases = the_lab.leases()
+        for nd in sorted(the_lab.open_nodes, key=lambda n: n.name):
+            h.add(nd.name, leases.get(nd.mac.lower()), nd.mac)
+        macs = the_lab.lan_hosts()
+    h.add("host", the_lab.host_ip, macs.get(the_lab.host_ip) or None)
+    h.add("services", the_lab.services_ip, macs.get(the_lab.services_ip) or None)
+    return h
+
+
+def _frames_of(cap: Any, matched: list[Any]) -> list[int]:
+    """Frame numbers (in the written pcap) of packets a WireTimeout says matched: the same
+    objects as the capture's, or (an application message rebuilt from a stream) the segment
+    with its time."""
+    pkts = cap.packets
+    by_id = {id(p): i for i, p in enumerate(pkts)}
+    out = []
+    for m in matched:
+        i = by_id.get(id(m))
+        if i is None:
+            i = next((k for k, p in enumerate(pkts) if float(p.time) == float(m.time)), None)
+        if i is not None:
+            out.append(i + 1)
+    return out
+
+
+def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, d: Path, exc: Any = None) -> str:
+    """ladder.html of a failed test's pcap: a note where it failed and, for a WireTimeout, the
+    packets that matched so far highlighted and a marker after them; never fails the report."""
+    out = d / "ladder.html"
+    try:
+        crash = getattr(rep.longrepr, "reprcrash", None)
+        msg = str(crash.message if crash is not None else rep.longrepr) or "failed"
+        first = msg.splitlines()[0][:200]
+        t0 = cap.t0 or None
+        t_fail = time.time() - t0 if t0 else 0.0
+        notes = [ladder.Note(t_fail, f"test failed: {first}", "failure")] if t0 else []
+        findings = []
+        expected, matched = getattr(exc, "expected", None), getattr(exc, "matched", None)
+        if expected is not None and matched is not None:
+            frames = _frames_of(cap, matched)
+            missing = next((e for e in expected if not e.startswith("✓ ")), expected[-1] if expected else "")
+            # after the last packet that matched (expect_none's matches are the offenders: no marker)
+            absent = missing.startswith("no ")
+            where = float(matched[-1].time) - t0 if matched and t0 and not absent else None
+            what = " then ".join(expected)
+            findings.append(ladder.Finding("wire", f"{first}: {what}", False, frames, where, None, None, missing))
+        lad_hosts = lab_hosts(the_lab)
+        return str(
+            ladder.write_pcap(cap.path, out, hosts=lad_hosts, title=nodeid, t0=t0, notes=notes, findings=findings)
+        )
+    except Exception as e:  # the pcap is still kept; say why there is no ladder
+        return f"(no ladder.html: {type(e).__name__}: {e})"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     rep = yield
@@ -135,9 +201,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if failed:
         paths: list[str] = []
         cap = st.get("capture")
+        the_lab: Lab | None = st.get("lab")
         if cap is not None:
             paths.append(str(cap.write()))
-        the_lab: Lab | None = st.get("lab")
+            exc = call.excinfo.value if call.excinfo is not None else None
+            paths.append(_ladder(cap, the_lab, item.nodeid, rep, d, exc))
         if the_lab is not None:
             for nd in the_lab.open_nodes:
                 con = nd.console_open

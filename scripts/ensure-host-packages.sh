@@ -6,6 +6,8 @@ set -eu
 
 PKGS="debootstrap qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi
       dnsmasq-base iproute2 tcpdump python3-venv xz-utils bzip2 perl iptables nftables socat curl openssl"
+# Headless Chromium and a font: the ladder pages' browser tests (tests/ladder, docs/ladder.md).
+PKGS="$PKGS chromium fonts-dejavu-core"
 
 # Docker: Debian's docker.io, unless some Docker engine (e.g. docker-ce) is there.
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then

@@ -30,10 +30,11 @@ from . import (
     reset,
     status,
     up,
+    view,
 )
 
 VERBS = [up, down, status, console, exec_, cp, deploy, install, capture, logs, reset, repro, impair, link, diff]
-VERBS.append(conformance)
+VERBS += [conformance, view]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,5 @@
-"""The evidence bundle of one run: verdict.json (machine-readable) and verdict.md (for people).
+"""The evidence bundle of one run: verdict.json (machine-readable), verdict.md (for people) and
+verdict.html (the ladder of wire.pcap with the assertions linked to their frames, lab/ladder).
 
 The runner writes the other files (wire.pcap, consoles, status.json, peers.log, ...);
 this module writes the verdict and names the bundle's directory.
@@ -7,12 +8,15 @@ this module writes the verdict and names the bundle's directory.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 from datetime import datetime
 from pathlib import Path
 
+from .. import ladder
+from ..errors import ConfigError
 from .firmware import Firmware
-from .model import ERROR, NOT_REPRODUCED, REPRODUCED, Result, RunState, Scenario
+from .model import ERROR, NOT_REPRODUCED, REPRODUCED, Result, RunState, Scenario, StepResult
 
 FILES = (
     ("wire.pcap", "everything on the lab bridge except the host's REPL traffic (tcp port 5555)"),
@@ -23,7 +27,9 @@ FILES = (
     ("scenario.yml", "the scenario as run"),
     ("peers.log", "what the host-side peers saw"),
     ("verdict.json", "this verdict, machine-readable"),
+    ("verdict.html", "the ladder of wire.pcap, each assertion linked to its frames (one file, opens offline)"),
 )
+IMPAIR_ACTIONS = ("impair", "clear", "link", "inject")
 
 
 def bundle_dir(scn: Scenario, fw: Firmware, root: Path | None = None) -> Path:
@@ -60,6 +66,97 @@ def write_verdict(runner: RunState, res: Result) -> None:
     }
     (out / "verdict.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (out / "verdict.md").write_text("\n".join(_markdown(runner, res)) + "\n")
+    write_html(runner, res)
+
+
+def findings(res: Result) -> list[ladder.Finding]:
+    """The checks as the ladder shows them: matched frames, and where a missing one belonged."""
+    out = []
+    for k, c in enumerate(res.checks, 1):
+        text = f"{c.label}, line {c.line}" + (f": {c.says}" if c.says else "") + f" — {c.detail}"
+        e = c.expected
+        out.append(
+            ladder.Finding(
+                f"a{k}",
+                text,
+                c.held,
+                [p.frame for p in c.packets],
+                e.t if e else None,
+                e.src if e else None,
+                e.dst if e else None,
+                e.what if e else "",
+            )
+        )
+    return out
+
+
+def notes(runner: RunState, res: Result) -> list[ladder.Note]:
+    """The timeline's steps (impairments apart), and what each exec printed, on the time axis."""
+    t0 = runner.t_cap0
+    out: list[ladder.Note] = []
+    for s in res.steps:
+        if not s.t_start or not t0:
+            continue
+        step = next((st for st in runner.scn.timeline if st.id == s.id), None)
+        says = f" — {step.says}" if step is not None and step.says else ""
+        node = str(step.args.get("node", "")) if step is not None else ""
+        kind = "impair" if s.action in IMPAIR_ACTIONS else "step"
+        args = _args(step.args) if step is not None and kind == "impair" else ""
+        end = s.t_end - t0 if s.t_end else None
+        out.append(ladder.Note(s.t_start - t0, f"step {s.id}: {s.action}{args}{says}", kind, node or None, end))
+        said = _console(s)
+        if said and s.t_end:
+            out.append(ladder.Note(s.t_end - t0, f"{node or s.id} printed: {said}", "console", node or None))
+    return out
+
+
+def _args(a: dict[str, object]) -> str:
+    shown = ", ".join(f"{k}={x}" for k, x in a.items() if isinstance(x, str | int | float | bool))
+    return f" ({shown})" if shown else ""
+
+
+def _console(s: StepResult) -> str:
+    text = s.output.strip()
+    if s.exception:
+        text = (text + " ⏎ " if text else "") + f"raised {s.exception}"
+    return text.replace("\r", "").replace("\n", " ⏎ ")[:160]
+
+
+def write_html(runner: RunState, res: Result) -> Path:
+    """verdict.html: the ladder of the bundle's wire.pcap (an empty ladder without one)."""
+    out = res.bundle
+    status: dict[str, object] = {}
+    if (out / "status.json").is_file():
+        status = json.loads((out / "status.json").read_text())
+    hosts = ladder.Hosts.from_status(status)
+    pcap = out / "wire.pcap"
+    pkts: list[object] = []
+    if pcap.is_file():
+        try:
+            pkts = ladder.read_pcap(pcap)
+        except ConfigError:
+            pkts = []
+    scn, fw = runner.scn, runner.fw
+    title = f"{scn.name} on firmware {fw.label}: {res.verdict.upper()}"
+    lad = ladder.build(
+        pkts,
+        hosts,
+        title=title,
+        t0=runner.t_cap0 or None,
+        notes=notes(runner, res),
+        findings=findings(res),
+        source="wire.pcap",
+    )
+    head = (
+        f'<p class="verdict"><b>{html.escape(res.verdict)}</b>'
+        + (f": {html.escape(res.error)}" if res.error else "")
+        + f"<br><small>scenario <code>{html.escape(scn.path.name)}</code>, lab <code>{html.escape(res.lab)}</code>, "
+        f'MicroPython {html.escape(fw.version)}; <a href="verdict.md">verdict.md</a>, '
+        f'<a href="wire.pcap">wire.pcap</a></small></p>'
+        + (f"<p>{html.escape(scn.description)}</p>" if scn.description else "")
+        + "<h3>Assertions</h3>"
+    )
+    return ladder.write(lad, out / "verdict.html", extra_html=head)
 
 
 def _markdown(runner: RunState, res: Result) -> list[str]:
@@ -80,6 +177,7 @@ def _markdown(runner: RunState, res: Result) -> list[str]:
     L.append(f"- firmware: `{fw.elf}` (MicroPython {fw.version}, sha256 {str(fw.manifest.get('sha256', ''))[:16]}…)")
     L.append(f"- lab: `{res.lab}`, run time {res.duration:.1f}s, scenario `{scn.path}`")
     L.append(
+        "- the ladder diagram of the capture, with each assertion's frames highlighted: `verdict.html`\n"
         "- times below are seconds since the capture started = the time column of `wire.pcap` "
         "(Wireshark: View > Time Display Format > Seconds Since Beginning of Capture); "
         "`#N` is the frame number in `wire.pcap`\n"

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ..packets import APP_PORTS, bind_port, decoded, is_app_layer, port_layer, redissect, stream_messages
-from .model import Assertion, Check, Expect, RunState, Step, StepResult, WireSpec
+from .model import Assertion, Check, Expect, Expected, PacketRef, RunState, Step, StepResult, WireSpec
 
 
 def layer(name: str) -> Any:
@@ -201,7 +201,8 @@ def judge(runner: RunState) -> list[Check]:
                 seen = decoded_seen([p for _, p in win], spec.layer)
                 detail += f"; {spec.layer} seen: {seen}" if seen else f"; no {spec.layer} at all in the window"
             refs = [runner.ref(i, p) for i, p in got[:20]]
-            checks.append(Check(label, asr.line, asr.says, held, detail, refs))
+            miss = _expected(runner, spec, lo, refs) if n < mn else None
+            checks.append(Check(label, asr.line, asr.says, held, detail, refs, miss))
         else:
             found = []
             k = 0
@@ -211,7 +212,8 @@ def judge(runner: RunState) -> list[Check]:
                     k += 1
             marks = [("✓ " if j < k else "✗ ") + spec_str(s) for j, s in enumerate(specs)]
             detail = f"sequence{wtxt}, {k}/{len(specs)} in order: " + "; ".join(marks)
-            checks.append(Check(label, asr.line, asr.says, k == len(specs), detail, found))
+            miss = _expected(runner, specs[k], lo, found) if k < len(specs) else None
+            checks.append(Check(label, asr.line, asr.says, k == len(specs), detail, found, miss))
     return checks
 
 
@@ -231,6 +233,14 @@ def _judge_mqtt(runner: RunState, asr: Assertion, a: dict[str, Any], label: str)
         detail += f"; {len(bad)} not QoS {a['qos']}" if bad else f"; all QoS {a['qos']}"
     detail += f"; subscriber sessions: {sub.connects}"
     return Check(label, asr.line, asr.says, held, detail)
+
+
+def _expected(runner: RunState, spec: WireSpec, lo: float, found: list[PacketRef]) -> Expected:
+    """The missing packet of ``spec``: right after the last one that matched, else at the
+    window's start (the ladder draws it there)."""
+    t = found[-1].t if found else max(lo, runner.t_cap0) - runner.t_cap0
+    src, dst = spec.fields.get("src"), spec.fields.get("dst")
+    return Expected(round(t, 6), spec_str(spec), str(src) if src else None, str(dst) if dst else None)
 
 
 def _judge_console(runner: RunState, asr: Assertion, a: dict[str, Any], label: str) -> Check:

@@ -157,6 +157,16 @@ class PacketRef:
 
 
 @dataclass
+class Expected:
+    """Where the packet a failed wire or sequence assertion wanted should have been."""
+
+    t: float  # seconds since the capture started
+    what: str  # the spec, e.g. UDP(dst='10.0.0.64', dport=5005)
+    src: str | None = None  # the spec's src / dst addresses, when it names them
+    dst: str | None = None
+
+
+@dataclass
 class Check:
     label: str
     line: int
@@ -164,6 +174,7 @@ class Check:
     held: bool
     detail: str
     packets: list[PacketRef] = field(default_factory=list)
+    expected: Expected | None = None  # a failed wire/sequence assertion: its missing packet
 
 
 @dataclass

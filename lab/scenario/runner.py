@@ -287,6 +287,8 @@ class Runner:
                         "lab": self.lab.name,
                         "subnet": str(self.lab.subnet),
                         "host": self.lab.host_ip,
+                        "services": self.lab.services_ip,
+                        "macs": _lan_macs(self.lab),
                         "bridge": self.lab.bridge,
                         "nodes": [dataclasses.asdict(r) for r in rows],
                     },
@@ -367,6 +369,14 @@ class Runner:
     def ref(self, i: int, p: Any) -> PacketRef:
         """Packet ``i`` of :meth:`packets` as it is in the bundle's pcap."""
         return PacketRef(i + 1, float(p.time) - self.t_cap0, p.summary())
+
+
+def _lan_macs(lab: Lab) -> dict[str, str]:
+    """IP -> MAC of the lab's hosts (the ladder names IPv6 and link-local frames by MAC)."""
+    try:
+        return lab.lan_hosts()
+    except (LabError, OSError):
+        return {}
 
 
 def _brief(st: Step) -> str:

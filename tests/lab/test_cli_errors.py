@@ -40,6 +40,7 @@ NEEDS_LAB: dict[str, list[str]] = {
     "link": ["link", "node1", "down"],
     "diff": ["diff", "--only", "connect_handshake"],
     "conformance": ["conformance", "--junit", "/nonexistent.xml"],
+    "view": ["view", "/nonexistent.pcap"],  # needs no lab: fails on its own
 }
 
 # verb -> (bad arguments, what the one line says)
@@ -60,6 +61,7 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "link": (["link", "node1", "sideways"], "invalid choice"),
     "diff": (["diff", "--only", "no_such_scenario"], "unknown differential scenario"),
     "conformance": (["conformance", "--junit", "/nonexistent.xml"], "no such file"),
+    "view": (["view", str(REPO / "README.md")], "not a readable pcap"),
 }
 
 
@@ -128,14 +130,14 @@ def docker_down(tmp_path_factory: pytest.TempPathFactory, no_docker: dict[str, s
 @pytest.mark.parametrize("verb", sorted(NEEDS_LAB))
 def test_without_docker(verb: str, no_docker: dict[str, str]) -> None:
     err = _one_clear_line(_run(["--lab", ABSENT, *NEEDS_LAB[verb]], env=no_docker))
-    if verb not in ("capture", "repro", "conformance"):  # these fail earlier, on their own
+    if verb not in ("capture", "repro", "conformance", "view"):  # these fail earlier, on their own
         assert "docker" in err.lower() and "not found" in err, err
 
 
 @pytest.mark.parametrize("verb", sorted(NEEDS_LAB))
 def test_docker_daemon_down(verb: str, docker_down: dict[str, str]) -> None:
     err = _one_clear_line(_run(["--lab", ABSENT, *NEEDS_LAB[verb]], env=docker_down))
-    if verb not in ("capture", "repro", "conformance"):
+    if verb not in ("capture", "repro", "conformance", "view"):
         assert "Docker daemon not running" in err, err
 
 

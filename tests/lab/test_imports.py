@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "lab.pki",
             "lab.ca",
             "lab.lanservices",
+            "lab.ladder",
         },
     ),  # fmt: skip
     (

@@ -281,9 +281,11 @@ def test_failure_keeps_pcap_and_transcripts(tmp_path: Path) -> None:
     assert p.returncode == 1, p.stdout + p.stderr
     out = p.stdout
     assert "mplab artifacts" in out and "wire.pcap" in out and "node1.console.txt" in out, out
+    assert "ladder.html" in out, out  # the pcap's ladder diagram (lab/ladder), named in the report
     assert "no matching packet within" in out and "pcap:" in out, out
     (d,) = [x for x in art.iterdir() if x.name.startswith("test_inner")]
     assert (d / "wire.pcap").stat().st_size > 24
+    assert "<svg" in (d / "ladder.html").read_text()
     # both directions, control bytes included (the raw-paste window size is not UTF-8)
     transcript = (d / "node1.console.txt").read_bytes().decode("utf-8", "replace")
     assert "print(repr(1))" in transcript and "\x041\r\n\x04\x04>" in transcript  # sent and answered

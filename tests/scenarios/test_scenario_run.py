@@ -57,6 +57,7 @@ def test_real_bug_reproduces_on_1_25_0(tmp_path: Path) -> None:
         "scenario.yml",
         "verdict.md",
         "verdict.json",
+        "verdict.html",
     ):
         assert (out / f).is_file(), f
     v = json.loads((out / "verdict.json").read_text())
@@ -81,6 +82,11 @@ def test_false_assertion_gives_failing_verdict_with_evidence(tmp_path: Path) -> 
     bad = [c for c in v["checks"] if not c["held"]]
     assert len(bad) == 1 and "3 packet(s), wanted 5" in bad[0]["detail"]
     assert len(bad[0]["packets"]) == 3 and all(p["frame"] >= 1 for p in bad[0]["packets"])
+    # where the missing 4th and 5th datagrams belonged: right after the last one seen (verdict.html's marker)
+    exp = bad[0]["expected"]
+    host = json.loads((out / "status.json").read_text())["host"]
+    assert exp["t"] == round(bad[0]["packets"][-1]["t"], 6) and exp["src"] == host, exp
+    assert "dport=5005" in exp["what"] and 'id="x-a2"' in (out / "verdict.html").read_text()
     md = (out / "verdict.md").read_text()
     assert "✗ did not hold" in md and f"{scn.name}:{bad[0]['line']}" in md
     assert not leftovers()
