@@ -20,7 +20,8 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket test-services upstream-tests lint conformance differential repro bench soak firmware-all clean
+	lab-logs test test-firmware test-lab test-socket test-services upstream-tests \
+	example-https-poller example-microdot-server lint conformance differential repro bench soak firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -81,6 +82,12 @@ test-socket: setup ## only the socket conformance suite
 test-services: setup ## only the service daemons' tests (MQTT, HTTP(S), NTP, the lab CA; docs/services.md)
 	@$(PY) -m pytest tests/services $(PYTEST_ARGS)
 
+example-https-poller: setup ## examples/https-poller: an HTTPS poller while DNS is slow, judged by its verdict
+	@$(PY) -m pytest examples/https-poller $(PYTEST_ARGS)
+
+example-microdot-server: setup ## examples/microdot-server: microdot on a node over HTTP and HTTPS, from the host
+	@$(PY) -m pytest examples/microdot-server $(PYTEST_ARGS)
+
 upstream-tests: setup ## upstream MicroPython's asyncio/ssl/tls/select/socket/net_hosted tests on a lab node
 	@$(PY) -m pytest tests/upstream --mplab-nodes 1 $(PYTEST_ARGS)
 
@@ -102,8 +109,8 @@ differential: setup ## guest vs CPython on Linux, same snippets: reports/differe
 	@$(PY) -m lab diff --lab diff
 
 lint: venv ## ruff on the Python code
-	@$(VENV)/bin/ruff check lab tests bench scripts firmware/scripts
-	@$(VENV)/bin/ruff format --check lab tests bench scripts firmware/scripts
+	@$(VENV)/bin/ruff check lab tests bench scripts firmware/scripts examples
+	@$(VENV)/bin/ruff format --check lab tests bench scripts firmware/scripts examples
 
 clean: ## remove build outputs (keeps downloaded sources)
 	@$(MAKE) --no-print-directory -C firmware clean
