@@ -56,7 +56,8 @@ class ScenarioPeer:
         self.running = False  # started and not stopped (a `peer` step switches a dns peer)
 
     def setup(self, lab: Lab) -> None:
-        """What the peer's variables need before it starts (``up: false`` peers start later)."""
+        """Make the peer's object without starting it: a dns peer with ``up: false`` is started
+        by a ``peer`` step of the timeline (and may be stopped and started again)."""
         if self.peer.kind == "dns":
             from ..inject import DnsResponder
 
