@@ -21,7 +21,7 @@ include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
 	lab-logs test test-firmware test-lab test-socket test-services upstream-tests \
-	example-https-poller example-microdot-server lint conformance differential repro bench soak firmware-all clean
+	example-https-poller example-microdot-server device-packages lint conformance differential repro bench soak firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -85,7 +85,14 @@ test-services: setup ## only the service daemons' tests (MQTT, HTTP(S), NTP, the
 example-https-poller: setup ## examples/https-poller: an HTTPS poller while DNS is slow, judged by its verdict
 	@$(PY) -m pytest examples/https-poller $(PYTEST_ARGS)
 
-example-microdot-server: setup ## examples/microdot-server: microdot on a node over HTTP and HTTPS, from the host
+# MicroPython packages the examples install, fetched from PyPI once into build/packages/ (the
+# lab, the scenarios and the tests then read the cache and reach nothing off the machine).
+DEVICE_PACKAGES ?= microdot
+
+device-packages: venv ## fetch the examples' MicroPython packages from PyPI into build/packages (once)
+	@$(PY) -c "import sys; from lab import packages; packages.resolve_all(sys.argv[1:], progress=print)" $(DEVICE_PACKAGES)
+
+example-microdot-server: setup device-packages ## examples/microdot-server: microdot on a node over HTTP and HTTPS, from the host
 	@$(PY) -m pytest examples/microdot-server $(PYTEST_ARGS)
 
 upstream-tests: setup ## upstream MicroPython's asyncio/ssl/tls/select/socket/net_hosted tests on a lab node
