@@ -20,8 +20,8 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket test-services upstream-tests lint conformance differential repro bench soak firmware-all clean \
-	example-mqtt-sensor
+	lab-logs test test-firmware test-lab test-socket test-services upstream-tests \
+	example-mqtt-sensor example-https-poller example-microdot-server device-packages lint conformance differential repro bench soak firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -67,7 +67,7 @@ lab-logs: venv ## console log of a node: make lab-logs NODE=node1
 	@test -n "$(NODE)" || { echo "usage: make lab-logs NODE=node1"; exit 2; }
 	@$(MPLAB) --lab $(LAB) logs $(NODE)
 
-test: setup firmware-all ## run the whole suite (firmware, lab, sockets, upstream's tests, impairments, scenarios)
+test: setup firmware-all device-packages ## run the whole suite (firmware, lab, sockets, upstream's tests, impairments, scenarios)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-firmware: firmware venv ## only the firmware tests (netns + TAP, no Docker)
@@ -84,6 +84,19 @@ test-services: setup ## only the service daemons' tests (MQTT, HTTP(S), NTP, the
 
 example-mqtt-sensor: setup ## examples/mqtt-sensor: an MQTT/TLS sensor through a link flap and a broker restart (about 1 min)
 	@$(PY) -m pytest examples/mqtt-sensor $(PYTEST_ARGS)
+
+example-https-poller: setup ## examples/https-poller: an HTTPS poller while DNS is slow, judged by its verdict
+	@$(PY) -m pytest examples/https-poller $(PYTEST_ARGS)
+
+# MicroPython packages the examples install, fetched from PyPI once into build/packages/ (the
+# lab, the scenarios and the tests then read the cache and reach nothing off the machine).
+DEVICE_PACKAGES ?= microdot
+
+device-packages: venv ## fetch the examples' MicroPython packages from PyPI into build/packages (once)
+	@$(PY) -c "import sys; from lab import packages; packages.resolve_all(sys.argv[1:], progress=print)" $(DEVICE_PACKAGES)
+
+example-microdot-server: setup device-packages ## examples/microdot-server: microdot on a node over HTTP and HTTPS, from the host
+	@$(PY) -m pytest examples/microdot-server $(PYTEST_ARGS)
 
 upstream-tests: setup ## upstream MicroPython's asyncio/ssl/tls/select/socket/net_hosted tests on a lab node
 	@$(PY) -m pytest tests/upstream --mplab-nodes 1 $(PYTEST_ARGS)

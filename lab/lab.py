@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import guestfs, hostnet, impair, lanservices, linux_peer
+from .ca import Issued, LabCA
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, hard_boots
 from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
 from .runtime import ComposeRuntime, ContainerInfo, Runtime
@@ -21,6 +22,8 @@ from .util import wait_until
 
 LEASES = "/var/lib/misc/dnsmasq.leases"
 GUEST_CA = lanservices.GUEST_CA  # the lab CA's certificate on every node: /certs/ca.pem
+GUEST_CERT = "/certs/node.pem"  # a node's own certificate (Node.install_cert), for its TLS servers
+GUEST_KEY = "/certs/node.key"  # and its key
 # In the node container: why the guest needs `mplab reset` (a reboot whose network bring-up
 # could not be redone). Lives with the container, so every process (status) sees it.
 GUEST_STATE = "/run/mplab/guest-state"
@@ -277,6 +280,28 @@ class Node:
         self.exec(f"import os\ntry:\n    os.mkdir({d!r})\nexcept OSError:\n    pass", timeout=15.0)
         guestfs.put(self, src.read_bytes(), GUEST_CA)
         return True
+
+    def install_cert(self) -> Issued:
+        """Issue a server certificate for the node's lab name (``node1.<domain>``, with its IPv4
+        and IPv6 addresses as SANs), signed by the lab CA, and copy it and its key onto the node
+        at ``GUEST_CERT`` / ``GUEST_KEY`` (/certs/node.pem, /certs/node.key). The host's copies
+        are in ``<run_dir>/tls/<node>/``; ``down`` removes them with the CA."""
+        ca = LabCA.load(self.lab.run_dir)
+        if ca is None:
+            raise ConfigError(
+                f"{self.lab.name}/{self.name}: the lab has no CA in {self.lab.run_dir}; "
+                "fix: bring it up with `mplab up`"
+            )
+        ip = self.ip
+        if ip is None:
+            raise NodeError(f"{self.lab.name}/{self.name}: no DHCP lease yet, so no address for its certificate")
+        topo = self.lab.topology
+        issued = ca.issue(self.name, [f"{self.name}.{topo.domain}"], [ip, str(topo.ip6(self.name))])
+        d = GUEST_CERT.rsplit("/", 1)[0]
+        self.exec(f"import os\ntry:\n    os.mkdir({d!r})\nexcept OSError:\n    pass", timeout=15.0)
+        guestfs.put(self, issued.cert.read_bytes(), GUEST_CERT)
+        guestfs.put(self, issued.key.read_bytes(), GUEST_KEY)
+        return issued
 
     def connected(self) -> bool:
         return bool(self.eval("lan.isconnected()", timeout=5.0))

@@ -258,6 +258,8 @@ def _equal(lay: Packet | None, name: str, got: Any, want: Any) -> bool:
     """Field equality as a test means it: bytes equal to a str, enums equal to their name."""
     if got == want:
         return True
+    if isinstance(want, int) and not isinstance(want, bool) and isinstance(got, bytes):
+        return got == str(want).encode()  # HTTP's Status_Code is b"200"; a scenario's "200" is read as 200
     if isinstance(want, str):
         if isinstance(got, bytes):
             return got == want.encode()

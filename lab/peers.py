@@ -10,6 +10,8 @@ talk to. One set for the pytest plugin's ``host_peer`` fixture, the scenario run
   one in a thread of its own. ``log`` records what it saw, one timestamped line each.
 * :class:`UdpPeer` -- a bound UDP socket; with ``record=True`` a thread logs each datagram.
 * :func:`silent_tcp_peer` -- a lab address:port where SYNs go unanswered.
+* :func:`http_request` -- one HTTP(S) request from the host's address to a guest's server
+  (TLS verified against a CA file, for the name given): an :class:`HttpReply`.
 * :func:`rst_close`, :func:`recv_all`, :func:`recv_until_eof` -- small socket helpers.
 
 Only lab addresses are ever used: the host's address on the lab bridge and the guests'.
@@ -19,13 +21,17 @@ Scapy-level peers (a misbehaving TCP stack, a DNS responder) are lab.tcp_peer an
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import socket
+import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError
@@ -97,6 +103,62 @@ def connect_from(src_ip: str, dst: tuple[str, int], timeout: float = 10.0) -> so
         s.close()
         raise
     return s
+
+
+# ---- HTTP client ----------------------------------------------------------------------
+@dataclass
+class HttpReply:
+    """What a server answered: status line, headers and body."""
+
+    version: str  # "HTTP/1.1"
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def text(self) -> str:
+        """The reply as text: status line, headers, a blank line, the body (UTF-8, replaced)."""
+        head = [f"{self.version} {self.status} {self.reason}", *(f"{k}: {v}" for k, v in self.headers)]
+        return "\n".join(head) + "\n\n" + self.body.decode("utf-8", "replace")
+
+
+def http_request(
+    src_ip: str,
+    dst: tuple[str, int],
+    method: str = "GET",
+    path: str = "/",
+    host: str | None = None,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    cafile: Path | str | None = None,
+    server_hostname: str | None = None,
+    timeout: float = 10.0,
+) -> HttpReply:
+    """One request from ``src_ip`` (the host's LAN address) to ``dst``; ``Connection: close``.
+
+    With ``cafile`` it is HTTPS: the server's certificate must chain to that CA and carry
+    ``server_hostname`` (default ``host``), as a verifying client would require (CPython's
+    ``ssl.SSLCertVerificationError`` otherwise). Socket and TLS errors propagate as they are.
+    """
+    s = connect_from(src_ip, dst, timeout)
+    try:
+        if cafile is not None:
+            ctx = ssl.create_default_context(cafile=str(cafile))
+            s = ctx.wrap_socket(s, server_hostname=server_hostname or host or dst[0])
+        hdrs = {"Host": host or dst[0], "Connection": "close", **(headers or {})}
+        if body or method in ("POST", "PUT", "PATCH"):
+            hdrs["Content-Length"] = str(len(body))
+        req = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+        s.sendall(req.encode("latin-1") + body)
+        r = http.client.HTTPResponse(s, method=method)
+        r.begin()
+        data = r.read()
+        return HttpReply(f"HTTP/{r.version / 10:.1f}", r.status, r.reason, list(r.getheaders()), data)
+    finally:
+        s.close()
 
 
 # ---- TCP server ------------------------------------------------------------------------

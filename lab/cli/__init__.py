@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..errors import LabError
 from . import (
     capture,
+    cert,
     conformance,
     console,
     cp,
@@ -33,7 +34,7 @@ from . import (
     view,
 )
 
-VERBS = [up, down, status, console, exec_, cp, deploy, install, capture, logs, reset, repro, impair, link, diff]
+VERBS = [up, down, status, console, exec_, cp, deploy, install, cert, capture, logs, reset, repro, impair, link, diff]
 VERBS += [conformance, view]
 
 

@@ -65,6 +65,7 @@ from .model import (
     Step,
     StepResult,
     WireSpec,
+    WwwFile,
 )
 from .runner import Runner, ScenarioPeer, run
 from .schema import PEER_KINDS, TOP_KEYS, load
@@ -105,6 +106,7 @@ __all__ = [
     "StepResult",
     "Validator",
     "WireSpec",
+    "WwwFile",
     "bundle_dir",
     "check_expect",
     "known_versions",

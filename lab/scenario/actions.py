@@ -13,6 +13,7 @@ with ``@register``, plus its entry in docs/field-bugs.md.
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import re
 import socket
 import threading
@@ -26,7 +27,7 @@ from ..errors import ConfigError, LabError
 from ..impair import DIRECTIONS, check_value, make
 from ..impair import FIELDS as IMPAIR_FIELDS
 from ..peers import close as close_socket
-from ..peers import connect_from
+from ..peers import connect_from, http_request
 from ..topology import read_text
 from ..util import poll_until
 from . import judge
@@ -512,6 +513,108 @@ def _hold_then_close(s: socket.socket, a: dict[str, Any], res: StepResult) -> No
         close_socket(s, how)
     except OSError as e:
         res.note += f"; {e}"
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@register
+class Http(Action):
+    name = "http"
+    synopsis = "{to, port, path, method, host, body, headers, tls, timeout, expect, require}"
+    fields = frozenset(
+        {"to", "port", "path", "method", "host", "body", "headers", "tls", "timeout", "expect", "require"}
+    )
+
+    def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
+        v = c.v
+        a = self.mapping(c, a, at)
+        v.string(v.required(a, at, "to", "add `to: node1`"), (*at, "to"), "to: node1 (or an IP)")
+        if "tls" in a:
+            v.boolean(a["tls"], (*at, "tls"), "tls: true (HTTPS, verified against the lab CA)")
+        if "port" in a:
+            v.integer(a["port"], (*at, "port"), "port: 1..65535", 1, 65535)
+        path = v.string(a.get("path", "/"), (*at, "path"), "path: /status")
+        if not path.startswith("/"):
+            raise v.err((*at, "path"), f"{path!r} does not start with /", "write it as /status")
+        m = v.string(a.get("method", "GET"), (*at, "method"), "method: GET")
+        if m.upper() not in HTTP_METHODS:
+            raise v.err((*at, "method"), f"unknown method {m!r}", f"use one of: {', '.join(HTTP_METHODS)}")
+        if "host" in a:
+            v.string(a["host"], (*at, "host"), "host: node1.lab")
+        if "body" in a:
+            v.string(a["body"], (*at, "body"), "body: '{\"on\": true}'")
+        if "headers" in a:
+            hd = v.mapping(a["headers"], (*at, "headers"), "headers: {Content-Type: application/json}")
+            for k, x in hd.items():
+                v.string(x, (*at, "headers", k), "a header's value is a string")
+        if "timeout" in a:
+            v.number(a["timeout"], (*at, "timeout"), "timeout: seconds", 0.1)
+        exp = v.expect(a["expect"], (*at, "expect")) if "expect" in a else None
+        if "require" in a:
+            a = {**a, "require": v.expect(a["require"], (*at, "require"))}
+        return a, exp
+
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
+        """One request from the host's LAN address; the reply's text is the step's output, a
+        failure (refused, timed out, TLS verification) its exception."""
+        tls = bool(a.get("tls", False))
+        to = str(a["to"])
+        ip = r.target(to)
+        port = int(a.get("port", 443 if tls else 80))
+        host = str(a.get("host") or (f"{to}.{r.lab.topology.domain}" if to in r.vars and to != ip else ip))
+        res.t_start = time.time()
+        try:
+            reply = http_request(
+                r.lab.host_ip,
+                (ip, port),
+                method=str(a.get("method", "GET")).upper(),
+                path=str(a.get("path", "/")),
+                host=host,
+                body=str(a.get("body", "")).encode(),
+                headers={str(k): str(x) for k, x in (a.get("headers") or {}).items()},
+                cafile=r.lab.ca_cert if tls else None,
+                timeout=float(a.get("timeout", 10)),
+            )
+            res.output = reply.text()
+            res.note = f"{'https' if tls else 'http'}://{host}:{port}{a.get('path', '/')} -> {reply.status}"
+        except (OSError, http.client.HTTPException) as e:  # ssl.SSLError is an OSError
+            res.exception = type(e).__name__
+            res.errno = getattr(e, "errno", None) if isinstance(getattr(e, "errno", None), int) else None
+            res.traceback = f"{type(e).__name__}: {e}"
+            res.note = f"{host}:{port}: {type(e).__name__}: {e}"
+        res.t_end = time.time()
+        if st.expect is not None:
+            r.checks.append(judge.check_expect(st, res, st.expect))
+        req = a.get("require")
+        if isinstance(req, Expect):
+            chk = judge.check_expect(st, res, req)
+            if not chk.held:
+                res.error = f"require not met: {chk.detail}"
+
+
+@register
+class PeerSwitch(Action):
+    name = "peer"
+    synopsis = "{name, up: true|false} (a dns peer)"
+    fields = frozenset({"name", "up"})
+
+    def check(self, c: CheckContext, a: Any, at: Path_) -> tuple[dict[str, Any], Expect | None]:
+        v = c.v
+        a = self.mapping(c, a, at)
+        pn = v.required(a, at, "name", "add `name: <a dns peer>`")
+        if pn not in c.peers or c.peers[pn].kind != "dns":
+            raise v.err((*at, "name"), f"no dns peer {pn!r}", "declare it under peers: with kind: dns")
+        v.boolean(v.required(a, at, "up", "add `up: true` (start) or `up: false` (stop)"), (*at, "up"), "up: true")
+        return a, None
+
+    def run(self, r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
+        sp = r.peers[a["name"]]
+        if a["up"] and not sp.running:
+            sp.start(r.lab)
+        elif not a["up"] and sp.running:
+            sp.stop()
+        res.note = f"peer {a['name']} {'up' if a['up'] else 'down'}"
 
 
 # ---- waiting ---------------------------------------------------------------------------

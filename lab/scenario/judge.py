@@ -119,7 +119,7 @@ def window_text(a: dict[str, Any]) -> str:
 
 
 def check_expect(st: Step, r: StepResult, e: Expect) -> Check:
-    """An exec step's result against its ``expect`` (or ``require``)."""
+    """An exec (or http) step's result against its ``expect`` (or ``require``)."""
     bits: list[str] = []
     held = True
     got = (
@@ -155,7 +155,7 @@ def check_expect(st: Step, r: StepResult, e: Expect) -> Check:
     detail = f"step {st.id} {got}; " + ", ".join(bits) + (f"; stdout: {out!r}" if out else "")
     if r.traceback:
         detail += f"; {r.traceback.strip().splitlines()[-1]}"
-    return Check(f"step {st.id} (exec expect)", st.line, st.says, held, detail)
+    return Check(f"step {st.id} ({st.action} expect)", st.line, st.says, held, detail)
 
 
 def _window(runner: RunState, a: dict[str, Any]) -> tuple[float, float]:

@@ -47,6 +47,15 @@ class AppDeploy:
 
 
 @dataclass
+class WwwFile:
+    """``www:``: a file or a directory put into the lab's web root (nginx at www.<domain>)."""
+
+    src: Path
+    dst: str  # the URL path, e.g. /api/status.json (a directory's tree goes under it)
+    line: int
+
+
+@dataclass
 class PackageSet:
     """``packages:``: package specs (lab.packages) installed into a node's /lib."""
 
@@ -123,6 +132,8 @@ class Scenario:
     app: list[AppDeploy] = field(default_factory=list)
     packages: list[PackageSet] = field(default_factory=list)
     mqtt_persistence: bool | None = None  # topology.mqtt_persistence; None: as the compose file says
+    www: list[WwwFile] = field(default_factory=list)
+    certs: list[str] = field(default_factory=list)  # nodes that get a certificate (Node.install_cert)
 
     @property
     def lab_name(self) -> str:

@@ -53,9 +53,23 @@ class ScenarioPeer:
         self.ip = host.ip
         self.port = peer.port
         self.obj: Any = None  # what serves: a UdpPeer, a TcpServer, a TcpPeer, a DnsResponder
+        self.running = False  # started and not stopped (a `peer` step switches a dns peer)
+
+    def setup(self, lab: Lab) -> None:
+        """Make the peer's object without starting it: a dns peer with ``up: false`` is started
+        by a ``peer`` step of the timeline (and may be stopped and started again)."""
+        if self.peer.kind == "dns":
+            from ..inject import DnsResponder
+
+            o = self.peer.options
+            kw = {k: x for k, x in o.items() if k not in ("query", "up")}
+            if "node" in kw:
+                kw["node"] = lab.node(str(kw["node"]))
+            self.obj = DnsResponder(lab, str(o["query"]), **kw)
 
     def start(self, lab: Lab) -> ScenarioPeer:
         p, o = self.peer, self.peer.options
+        self.running = True
         if p.kind == "services":
             self.ip = lab.services_ip  # the port is the service's (lab.services), set by load()
         elif p.kind == "udp":
@@ -78,12 +92,9 @@ class ScenarioPeer:
             self.ip = lab.service_ip("mqtt")
             self.obj = MqttSubscriber(self.host.ip, self.ip, topics, port=p.port or 1883, client_id=cid).start()
         elif p.kind == "dns":
-            from ..inject import DnsResponder
-
-            kw = {k: x for k, x in o.items() if k != "query"}
-            if "node" in kw:
-                kw["node"] = lab.node(str(kw["node"]))
-            self.obj = DnsResponder(lab, str(o["query"]), **kw).start()
+            if self.obj is None:
+                self.setup(lab)
+            self.obj.start()
         self.port = int(getattr(self.obj, "port", 0) or self.port)
         return self
 
@@ -94,9 +105,13 @@ class ScenarioPeer:
 
     @property
     def log(self) -> list[str]:
+        if self.peer.kind == "dns" and self.obj is not None:
+            o = self.obj
+            return [f"dns {o.mode} for {o.name}: {len(o.seen)} query(ies) seen, {len(o.sent)} answer(s) sent"]
         return list(getattr(self.obj, "log", None) or [])
 
     def stop(self) -> None:
+        self.running = False
         if self.peer.kind in ("tcp_peer", "dns", "mqtt_subscriber") and self.obj is not None:
             with contextlib.suppress(Exception):
                 self.obj.stop()
@@ -161,7 +176,9 @@ class Runner:
                 conf.ifaces.reload()  # the bridge is new (same name, new ifindex) on every run
             self.cap.start()
             self.t_cap0 = self.cap.t0
+            self._copy_www()
             self._copy_files()
+            self._install_certs()
             self._install_packages()
             self._start_peers()
             self._deploy_apps()  # last: its soft reset starts main.py, which may talk to the peers
@@ -232,6 +249,23 @@ class Runner:
             self.progress(f"  copy {f.src} -> {f.node}:{f.dst}")
             guestfs.put(self.lab.node(f.node), f.src.read_bytes(), f.dst)
 
+    def _copy_www(self) -> None:
+        """``www:``: into the lab's web root, which nginx serves at http(s)://www.<domain>/."""
+        root = self.lab.run_dir / "www"
+        for w in self.scn.www:
+            dst = root / w.dst.lstrip("/")
+            self.progress(f"  www {w.src} -> {w.dst}")
+            if w.src.is_dir():
+                shutil.copytree(w.src, dst, dirs_exist_ok=True)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(w.src, dst)
+
+    def _install_certs(self) -> None:
+        for name in self.scn.certs:
+            issued = self.lab.node(name).install_cert()
+            self.progress(f"  cert {name}: {issued.cert.name} for its lab name -> {name}:/certs/node.pem, node.key")
+
     def _install_packages(self) -> None:
         for node, pkgs in self._pkgs.items():
             rep = deploy.install(self.lab.node(node), pkgs, progress=self.progress)
@@ -240,7 +274,12 @@ class Runner:
 
     def _deploy_apps(self) -> None:
         for a in self.scn.app:
-            rep = deploy.deploy(self.lab.node(a.node), a.src, a.dest, progress=self.progress, wait=a.wait)
+            # With `wait`, up to 30 s for main.py's line: it returns at the match, and a big
+            # library (microdot is 60 KB of source) compiles slowly on a loaded host.
+            follow = 30.0 if a.wait else 5.0
+            rep = deploy.deploy(
+                self.lab.node(a.node), a.src, a.dest, progress=self.progress, wait=a.wait, follow=follow
+            )
             self.progress(f"  {rep.summary()}")
             self.deploys.append({"kind": "app", "src": str(a.src), **deploy.describe(rep), "console": rep.console})
 
@@ -249,10 +288,13 @@ class Runner:
         for p in self.scn.peers:
             sp = ScenarioPeer(p, self.host)
             self.peers[p.name] = sp  # registered first: stopped at teardown even if start fails
-            sp.start(self.lab)
+            sp.setup(self.lab)
+            if p.options.get("up", True):
+                sp.start(self.lab)
             self.vars[f"peer.{p.name}.ip"] = sp.ip
             self.vars[f"peer.{p.name}.port"] = str(sp.port)
-            self.progress(f"  peer {p.name}: {p.kind} on {sp.ip}:{sp.port}")
+            down = "" if sp.running else " (down until a `peer` step starts it)"
+            self.progress(f"  peer {p.name}: {p.kind} on {sp.ip}:{sp.port}{down}")
 
     def _teardown(self) -> None:
         for sp in self.peers.values():

@@ -29,6 +29,7 @@ from .model import (
     Scenario,
     ScenarioError,
     Step,
+    WwwFile,
 )
 
 TOP_KEYS = {
@@ -40,6 +41,8 @@ TOP_KEYS = {
     "files": "guest scripts to copy: [{src: local, dst: node1:/path}]",
     "packages": "MicroPython packages into /lib: [spec, ...] (every node) or {node1: [spec, ...]}",
     "app": "a project tree to deploy, then soft-reset: DIR or {src: DIR, node: node1, dest: /, wait: REGEX}",
+    "www": "files for the lab's web server: [{src: local file or dir, dst: /url/path}] (served at www.<domain>)",
+    "certs": "nodes that get a server certificate for their lab name: [node1] (/certs/node.pem, /certs/node.key)",
     "peers": "host-side peers",
     "timeline": "the steps",
     "assertions": "the bug's signature",
@@ -55,6 +58,7 @@ PEER_KINDS = {
 }
 TOPOLOGY_KEYS = ("nodes", "compose", "mqtt_persistence")
 FILE_KEYS = ("src", "dst")
+WWW_KEYS = ("src", "dst")
 APP_KEYS = ("src", "node", "dest", "wait")
 PEER_COMMON = ("name", "kind", "port")  # every peer's keys, beside its kind's PEER_OPTIONS
 TCP_SERVER_MODES = ("echo", "sink", "close", "rst")
@@ -129,6 +133,8 @@ def load(path: Path | str) -> Scenario:
     files = _files(v, d, ctx)
     pkgs = _packages(v, d, ctx, sorted(node_names))
     app = _app(v, d, ctx)
+    www = _www(v, d)
+    certs = [ctx.node(n, ("certs", i)) for i, n in enumerate(v.seq(d.get("certs"), ("certs",), "[node1]"))]
     peers = _peers(v, d)
     ctx.peers = {p.name: p for p in peers}
     known_vars = variables(node_names, ctx.peers)
@@ -156,6 +162,8 @@ def load(path: Path | str) -> Scenario:
         app=app,
         packages=pkgs,
         mqtt_persistence=persist,
+        www=www,
+        certs=certs,
     )
 
 
@@ -207,6 +215,26 @@ def _app(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[App
     return out
 
 
+def _www(v: Validator, d: dict[str, Any]) -> list[WwwFile]:
+    out: list[WwwFile] = []
+    for i, f in enumerate(v.seq(d.get("www"), ("www",), "[{src: www/status.json, dst: /api/status.json}]")):
+        at: Path_ = ("www", i)
+        if isinstance(f, str):
+            f = {"src": f}
+        f = v.mapping(f, at, "src: local file or directory, dst: /url/path")
+        v.keys(f, at, set(WWW_KEYS))
+        raw = v.required(f, at, "src", "add `src: path/relative/to/the/scenario`")
+        src = rel(v.path, v.string(raw, (*at, "src"), "src: a file or a directory"))
+        if not (_is_file(src) or src.is_dir()):
+            raise v.err((*at, "src"), f"{src} does not exist", "paths are relative to the scenario file")
+        dst = v.string(f.get("dst", "/" + src.name), (*at, "dst"), "dst: /api/status.json")
+        parts = [x for x in dst.split("/") if x]
+        if not dst.startswith("/") or any(x in (".", "..") for x in parts):
+            raise v.err((*at, "dst"), f"{dst!r} is not a URL path", "write it as /dir/name.json (no . or ..)")
+        out.append(WwwFile(src, "/" + "/".join(parts), v.line(at)))
+    return out
+
+
 def _files(v: Validator, d: dict[str, Any], ctx: actions.CheckContext) -> list[FileCopy]:
     files: list[FileCopy] = []
     for i, f in enumerate(v.seq(d.get("files"), ("files",), "[{src: guest/x.py, dst: node1:/x.py}]")):
@@ -231,7 +259,7 @@ PEER_OPTIONS: dict[str, set[str]] = {
     "udp": set(),
     "tcp_server": {"mode", "close_after", "script", "backlog"},
     "services": {"service"},
-    "dns": {"query", "mode", "delay", "address", "node", "exclusive"},
+    "dns": {"query", "mode", "delay", "address", "node", "exclusive", "up"},
     "tcp_peer": {"window", "mss", "listen"},
     "mqtt_subscriber": {"topics", "client_id"},
 }
@@ -272,6 +300,8 @@ def _peers(v: Validator, d: dict[str, Any]) -> list[Peer]:
             port = v.integer(p["port"], (*at, "port"), "port: 1..65535 (or 0 for any)", 0, 65535)
         if kind == "tcp_server" and p.get("mode", "echo") not in TCP_SERVER_MODES:
             raise v.err((*at, "mode"), f"unknown mode {p.get('mode')!r}", "use echo, sink, close or rst")
+        if "up" in p:
+            v.boolean(p["up"], (*at, "up"), "up: false (started later by a `peer` step)")
         opts = {k: x for k, x in p.items() if k not in ("name", "kind", "port")}
         peers.append(Peer(pname, kind, port, opts, v.line(at)))
     return peers

@@ -32,6 +32,7 @@ NEEDS_LAB: dict[str, list[str]] = {
     "cp": ["cp", HERE, "node1:/x.py"],
     "deploy": ["deploy", "node1", str(REPO / "tests" / "lab")],
     "install": ["install", "node1", str(REPO / "tests" / "lab" / "fixtures" / "wthpkg")],
+    "cert": ["cert", "node1"],
     "capture": ["capture", "-w", "/tmp/wtb-cli-errors.pcap", "--node", "node1", "--duration", "1"],
     "logs": ["logs", "node1"],
     "reset": ["reset", "node1"],
@@ -53,6 +54,7 @@ BAD_INPUT: dict[str, tuple[list[str], str]] = {
     "cp": (["cp", HERE, "node1"], "must be NODE:PATH"),
     "deploy": (["deploy", "node1", "/nonexistent-dir"], "no such directory"),
     "install": (["install", "node1", "/nonexistent-pkg-dir/"], "no such directory"),
+    "cert": (["cert"], "required: NODE"),
     "capture": (["capture", "-w", "/tmp/x.pcap", "--duration", "0"], "--duration must be > 0"),
     "logs": (["logs", "node1", "--tail", "x"], "invalid int value"),
     "reset": (["reset"], "required: NODE"),
@@ -160,7 +162,7 @@ def test_absent_lab(verb: str) -> None:
         assert p.returncode == 1 and "not running" in p.stdout and "Traceback" not in p.stderr
         return
     err = _one_clear_line(p)
-    if verb in ("console", "exec", "cp", "deploy", "install", "capture", "logs", "reset", "impair", "link"):
+    if verb in ("console", "exec", "cp", "deploy", "install", "cert", "capture", "logs", "reset", "impair", "link"):
         assert "is the lab up?" in err, err
 
 

@@ -24,4 +24,8 @@ RUNS: dict[Path, str] = {
     # the examples' own tests (a path from the repository's root)
     REPO / "examples" / "mqtt-sensor" / "scenario.yml": "examples/mqtt-sensor/test_mqtt_sensor.py::"
     "test_sensor_survives_a_link_flap_and_a_broker_restart_without_losing_a_message",
+    REPO / "examples" / "https-poller" / "scenario.yml": "examples/https-poller/test_https_poller.py::"
+    "test_the_verdict_says_reproduced_with_every_check_held",
+    REPO / "examples" / "microdot-server" / "scenario.yml": "examples/microdot-server/test_microdot_server.py::"
+    "test_the_verdict_says_reproduced_with_every_check_held",
 }

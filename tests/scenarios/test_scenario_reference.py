@@ -35,6 +35,7 @@ WHERE: dict[str, tuple[str, tuple[str, ...]]] = {
     "top level": ("top", tuple(schema.TOP_KEYS)),
     "`topology`": ("topology", schema.TOPOLOGY_KEYS),
     "`files[]`": ("files", schema.FILE_KEYS),
+    "`www[]`": ("www", schema.WWW_KEYS),
     "`app`": ("app", schema.APP_KEYS),
     "`peers[]`": ("peers", schema.PEER_COMMON),
     "`timeline[]`": ("step", actions.STEP_META),
@@ -197,6 +198,8 @@ def found_keys(d: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     put("where", where["topology"], d.get("topology"))
     for f in d.get("files") or []:
         put("where", where["files"], f)
+    for f in d.get("www") or []:
+        put("where", where["www"], f)
     for a in d["app"] if isinstance(d.get("app"), list) else [d.get("app")]:
         put("where", where["app"], a)
     for p in d.get("peers") or []:
