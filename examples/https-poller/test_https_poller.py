@@ -7,10 +7,8 @@ services; this test reads its bundle: the verdict, and the lines the application
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +24,8 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (capture on the lab bridge)")
-    out = tmp_path_factory.mktemp("https-poller") / "bundle"
-    argv = [sys.executable, "-m", "lab", "--lab", LAB, "repro", str(HERE / "scenario.yml"), "--no-build"]
-    r = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=900)
-    if not (out / "verdict.json").is_file():
-        pytest.fail(f"no verdict (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return out
+def bundle(run_scenario: Callable[[Path, str], Path]) -> Path:
+    return run_scenario(HERE / "scenario.yml", LAB)
 
 
 def verdict(bundle: Path) -> dict[str, Any]:

@@ -199,6 +199,11 @@ def _exec(r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
         finally:
             res.t_end = time.time()
             res.done = True
+    _judge_expectations(r, st, a, res)
+
+
+def _judge_expectations(r: RunState, st: Step, a: dict[str, Any], res: StepResult) -> None:
+    """A step's ``expect`` becomes a check; an unmet ``require`` makes the step an error."""
     if st.expect is not None:
         r.checks.append(judge.check_expect(st, res, st.expect))
     req = a.get("require")
@@ -584,13 +589,7 @@ class Http(Action):
             res.traceback = f"{type(e).__name__}: {e}"
             res.note = f"{host}:{port}: {type(e).__name__}: {e}"
         res.t_end = time.time()
-        if st.expect is not None:
-            r.checks.append(judge.check_expect(st, res, st.expect))
-        req = a.get("require")
-        if isinstance(req, Expect):
-            chk = judge.check_expect(st, res, req)
-            if not chk.held:
-                res.error = f"require not met: {chk.detail}"
+        _judge_expectations(r, st, a, res)
 
 
 @register
