@@ -161,7 +161,9 @@ def _frames_of(cap: Any, matched: list[Any]) -> list[int]:
     return out
 
 
-def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, d: Path, exc: Any = None) -> str:
+def _ladder(
+    cap: Any, hosts: ladder.Hosts, nodeid: str, rep: pytest.TestReport, d: Path, exc: Any, failed_at: float
+) -> str:
     """ladder.html of a failed test's pcap: a note where it failed and, for a WireTimeout, the
     packets that matched so far highlighted and a marker after them; never fails the report."""
     out = d / "ladder.html"
@@ -170,7 +172,7 @@ def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, 
         msg = str(crash.message if crash is not None else rep.longrepr) or "failed"
         first = msg.splitlines()[0][:200]
         t0 = cap.t0 or None
-        t_fail = time.time() - t0 if t0 else 0.0
+        t_fail = failed_at - t0 if t0 else 0.0
         notes = [ladder.Note(t_fail, f"test failed: {first}", "failure")] if t0 else []
         findings = []
         expected, matched = getattr(exc, "expected", None), getattr(exc, "matched", None)
@@ -182,10 +184,7 @@ def _ladder(cap: Any, the_lab: Lab | None, nodeid: str, rep: pytest.TestReport, 
             where = float(matched[-1].time) - t0 if matched and t0 and not absent else None
             what = " then ".join(expected)
             findings.append(ladder.Finding("wire", f"{first}: {what}", False, frames, where, None, None, missing))
-        lad_hosts = lab_hosts(the_lab)
-        return str(
-            ladder.write_pcap(cap.path, out, hosts=lad_hosts, title=nodeid, t0=t0, notes=notes, findings=findings)
-        )
+        return str(ladder.write_pcap(cap.path, out, hosts=hosts, title=nodeid, t0=t0, notes=notes, findings=findings))
     except Exception as e:  # the pcap is still kept; say why there is no ladder
         return f"(no ladder.html: {type(e).__name__}: {e})"
 
@@ -205,7 +204,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if cap is not None:
             paths.append(str(cap.write()))
             exc = call.excinfo.value if call.excinfo is not None else None
-            paths.append(_ladder(cap, the_lab, item.nodeid, rep, d, exc))
+            # the lanes' names as they are now: the lab may be gone by the teardown below
+            args = (cap, lab_hosts(the_lab), item.nodeid, rep, d, exc, time.time())
+            paths.append(_ladder(*args))
+            # the wire fixture's teardown writes the pcap again, with what came after the
+            # failure: the ladder is drawn again then, so that the two always agree
+            st["ladder"] = args
         if the_lab is not None:
             for nd in the_lab.open_nodes:
                 con = nd.console_open
@@ -219,6 +223,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         st["kept"] = True
         if paths:
             rep.sections.append(("mplab artifacts", "\n".join(paths)))
+    elif rep.when == "teardown" and st.get("ladder"):
+        _ladder(*st.pop("ladder"))
     elif rep.when == "teardown" and not st.get("kept") and d.is_dir():
         shutil.rmtree(d, ignore_errors=True)
     return rep
