@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import CLK_TCK, Figure, cpu_ticks
-from lab import Lab, Node
+from lab import Lab, Node, snippet
 from lab.guestfs import put
 from lab.pki import CA, Leaf
 
@@ -148,15 +148,7 @@ async def echo(r, w):
     done.set()
 srv = asyncio.run(asyncio.start_server(echo, '0.0.0.0', {port}))
 """
-_ASYNC_SERVE = """\
-async def _main():
-    try:
-        await asyncio.wait_for(done.wait(), {timeout})
-    finally:
-        srv.close()
-        await srv.wait_closed()
-asyncio.run(_main())
-"""
+_ASYNC_SERVE = snippet.ASYNC_SERVE_UNTIL_DONE
 _ASYNC_CLIENT = """\
 import asyncio, time
 asyncio.new_event_loop()

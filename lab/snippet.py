@@ -16,6 +16,19 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+# Guest code: serve the asyncio server ``srv`` that an earlier exec made (``srv =
+# asyncio.run(asyncio.start_server(...))``) until that exec's event ``done`` is set, for
+# ``{timeout}`` seconds at most, then close it. The guest tests and the bench share it.
+ASYNC_SERVE_UNTIL_DONE = """\
+async def _main():
+    try:
+        await asyncio.wait_for(done.wait(), {timeout})
+    finally:
+        srv.close()
+        await srv.wait_closed()
+asyncio.run(_main())
+"""
+
 # The wrapper, for a Python with its own clock and errno convention: `{{body}}`/`{{expr}}` stay
 # for format(), the three slots are filled per interpreter.
 WRAPPER = """\

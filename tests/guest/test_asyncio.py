@@ -21,6 +21,7 @@ import tlswire as tw
 from scapy.layers.inet import TCP
 
 from lab import packets as _w
+from lab import snippet
 
 N = 3000  # bytes for readexactly: more than one segment (MSS 1460) each way
 LINE = b"hello asyncio\n"
@@ -61,16 +62,7 @@ if {tls}:
 srv = asyncio.run(asyncio.start_server(echo, '0.0.0.0', {port}, ssl=sctx))
 """
 
-_SERVE = """\
-async def _main():
-    try:
-        await asyncio.wait_for(done.wait(), {timeout})
-    finally:
-        srv.close()
-        await srv.wait_closed()
-asyncio.run(_main())
-print(repr(log))
-"""
+_SERVE = snippet.ASYNC_SERVE_UNTIL_DONE + "print(repr(log))\n"
 
 # node2: the client; returns what it read and, over TLS, what the session looks like
 _CLIENT = """\
