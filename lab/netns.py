@@ -376,6 +376,13 @@ def icmp_echo_request(ident: int, seq: int, payload: bytes) -> bytes:
     return struct.pack("!BBHHH", 8, 0, icmp_checksum(head + payload), ident, seq) + payload
 
 
+def icmp_echo_fields(pkt: bytes) -> tuple[int, int, int, bytes]:
+    """(type, id, seq, payload) of the ICMP echo message in an IPv4 datagram read from a raw socket."""
+    ihl = (pkt[0] & 0x0F) * 4
+    typ, _code, _ck, ident, seq = struct.unpack("!BBHHH", pkt[ihl : ihl + 8])
+    return typ, ident, seq, pkt[ihl + 8 :]
+
+
 def ping(ns: Netns, dst: str, ident: int, count: int = 3, timeout: float = 3.0) -> list[tuple[int, bytes]]:
     """ICMP echo from a raw socket in ``ns``: the (seq, payload) of each reply from ``dst``."""
     s = ns.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -391,10 +398,9 @@ def ping(ns: Netns, dst: str, ident: int, count: int = 3, timeout: float = 3.0) 
                     pkt, (src, _) = s.recvfrom(2048)
                 except TimeoutError:
                     break
-                ihl = (pkt[0] & 0x0F) * 4
-                typ, _code, _ck, rid, rseq = struct.unpack("!BBHHH", pkt[ihl : ihl + 8])
+                typ, rid, rseq, data = icmp_echo_fields(pkt)
                 if src == dst and typ == 0 and rid == ident and rseq == seq:
-                    replies.append((rseq, pkt[ihl + 8 :]))
+                    replies.append((rseq, data))
                     break
     finally:
         s.close()

@@ -21,7 +21,7 @@ from scapy.layers.inet import IP, TCP, UDP
 
 from lab import Lab, Node
 from lab.impair import engine, netem_available, state, userspace
-from lab.netns import icmp_checksum
+from lab.netns import icmp_checksum, icmp_echo_fields, icmp_echo_request
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.docker
@@ -55,17 +55,14 @@ def pings(lab: Lab, ip: str, n: int = 30, interval: float = 0.1, timeout: float 
                 data, (src, _) = s.recvfrom(2048)
             except TimeoutError:
                 continue
-            ihl = (data[0] & 0xF) * 4
-            typ, _, _, pid, seq = struct.unpack("!BBHHH", data[ihl : ihl + 8])
+            typ, pid, seq, _ = icmp_echo_fields(data)
             if src == ip and typ == 0 and pid == ident and seq in sent and seq not in rtts:
                 rtts[seq] = time.monotonic() - sent[seq]
 
     th = threading.Thread(target=rx, daemon=True)
     th.start()
     for seq in range(n):
-        body = b"mplab-ping" + bytes(22)
-        hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        pkt = struct.pack("!BBHHH", 8, 0, icmp_checksum(hdr + body), ident, seq) + body
+        pkt = icmp_echo_request(ident, seq, b"mplab-ping" + bytes(22))
         sent[seq] = time.monotonic()
         s.sendto(pkt, (ip, 0))
         time.sleep(interval)

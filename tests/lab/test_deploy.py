@@ -222,20 +222,27 @@ def test_mqtt_publish_assertion(node: Node, wire: Wire, host_peer: HostPeer, umq
     t.join(timeout=10)
 
 
-def test_tls_client_hello_sni_assertion(node: Node, wire: Wire, host_peer: HostPeer) -> None:
-    srv = host_peer.tcp_server()
-    host, port = srv.getsockname()
-    packets.bind_port("TLS", port)
+def _read_one_then_hang_up(srv: socket.socket) -> threading.Thread:
+    """A thread that accepts one connection on ``srv``, reads what it first sends, and closes."""
 
-    def swallow() -> None:  # read the ClientHello, then hang up: the handshake fails, as meant
+    def read() -> None:
         srv.settimeout(30)
         c, _ = srv.accept()
         with c:
             c.settimeout(10)
             c.recv(4096)
 
-    t = threading.Thread(target=swallow, daemon=True)
+    t = threading.Thread(target=read, daemon=True)
     t.start()
+    return t
+
+
+def test_tls_client_hello_sni_assertion(node: Node, wire: Wire, host_peer: HostPeer) -> None:
+    srv = host_peer.tcp_server()
+    host, port = srv.getsockname()
+    packets.bind_port("TLS", port)
+
+    t = _read_one_then_hang_up(srv)  # the ClientHello: the handshake then fails, as meant
     node.exec(
         "import socket, ssl\n"
         f"s = socket.socket()\ns.connect(({host!r}, {port}))\n"
@@ -261,15 +268,7 @@ def test_http_dns_and_ntp_assertions_on_guest_traffic(node: Node, wire: Wire, ho
     host, port = srv.getsockname()
     packets.bind_port("HTTP", port)
 
-    def read() -> None:
-        srv.settimeout(30)
-        c, _ = srv.accept()
-        with c:
-            c.settimeout(10)
-            c.recv(4096)
-
-    t = threading.Thread(target=read, daemon=True)
-    t.start()
+    t = _read_one_then_hang_up(srv)
     node.exec(
         "import socket, struct\n"
         "socket.getaddrinfo('node2.lab', 80)\n"
