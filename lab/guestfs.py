@@ -141,14 +141,14 @@ def put_many(
     channel = "console"
     pending = list(files)
     if isinstance(node, Stager) and sum(len(d) for _, d in pending) >= STAGE_MIN:
-        blobs = {hashlib.sha256(d).hexdigest(): d for _, d in pending}
+        names = [hashlib.sha256(d).hexdigest() for _, d in pending]  # staged under their hash
         try:
-            where = node.stage(blobs)
+            where = node.stage(dict(zip(names, (d for _, d in pending), strict=True)))
         except LabError:
             where = ""  # the console channel still works
         while where and pending:
             path, data = pending[0]
-            src = f"{where}/{hashlib.sha256(data).hexdigest()}"
+            src = f"{where}/{names.pop(0)}"
             out = _run(node, path, "put", f"{_HOST_COPY}\n_mplab_cp({src!r}, {path!r})\ndel _mplab_cp", timeout=60.0)
             if _NO_HOST in out:
                 break
