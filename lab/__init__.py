@@ -7,7 +7,7 @@ Public API: :class:`Lab`, :class:`Node`, :class:`Console`, :class:`Capture`, :cl
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, ConsoleTimeout, GuestError
 from .errors import CaptureError, ConfigError, LabError, LabTimeout, NodeDown, NodeError, RuntimeUnavailable
 from .lab import Lab, Node, NodeStatus
-from .runtime import ComposeRuntime, ContainerInfo, Runtime
+from .runtime import ComposeRuntime, ContainerEvent, ContainerInfo, EngineRuntime, Runtime, runtime_from_env
 from .topology import Topology, guest_mac, validate_lab_name
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "ConsoleError",
     "ConsoleReset",
     "ConsoleTimeout",
+    "ContainerEvent",
     "ContainerInfo",
+    "EngineRuntime",
     "GuestError",
     "Lab",
     "LabError",
@@ -34,6 +36,7 @@ __all__ = [
     "Topology",
     "Wire",
     "guest_mac",
+    "runtime_from_env",
     "validate_lab_name",
 ]
 

@@ -16,7 +16,7 @@ from . import guestfs, hostnet, impair, lanservices, linux_peer
 from .ca import Issued, LabCA
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, hard_boots
 from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
-from .runtime import ComposeRuntime, ContainerInfo, Runtime
+from .runtime import ContainerEvent, ContainerInfo, Runtime, Watch, runtime_from_env
 from .topology import Topology
 from .util import wait_until
 
@@ -325,7 +325,10 @@ class Node:
     # ---- impairments and link (lab/impair/, docs/impairments.md) ---------------------
     def impair_target(self) -> impair.Target:
         """What lab/impair acts on: this node's container and guest MAC."""
-        return impair.Target(self.lab.name, self.name, self.container, self.mac, self.info.id, self.lab.runtime.exec)
+        rt = self.lab.runtime
+        return impair.Target(
+            self.lab.name, self.name, self.container, self.mac, self.info.id, rt.exec, rt.exec_detached, rt.pid
+        )
 
     def impair(self, **fields: Any) -> impair.Impairment:
         """Impair the node's link (tc netem, or the userspace engine where the kernel has no
@@ -367,7 +370,7 @@ class Lab:
     ) -> None:
         self.topology = topology or Topology.load(lab=name, compose_file=compose_file)
         self.name = self.topology.lab
-        self.runtime = runtime or ComposeRuntime()
+        self.runtime = runtime or runtime_from_env()
         self.progress: Progress = progress or (lambda _msg: None)
         self.artifacts = artifacts
         self._nodes: dict[str, Node] = {}
@@ -491,7 +494,7 @@ class Lab:
         running = [c for c in self.runtime.containers(self.name) if c.running]
         daemons_up = any(c.role == "service" for c in running)
         lanservices.prepare(self.topology, fresh=not running, daemons_up=daemons_up)
-        self.runtime.up(self.topology, n)
+        self.runtime.up(self.topology, n, self.progress)
         self._nodes = {}
         nodes_ = self.nodes
         if len(nodes_) != n:
@@ -555,6 +558,31 @@ class Lab:
             wait_until(all_leased, deadline - time.monotonic(), "every DHCP lease", interval=0.2)
         except LabTimeout:
             raise NodeError(f"lab {self.name}: no DHCP lease within {timeout:g}s for {', '.join(pending)}") from None
+
+    def watch_nodes(self, report: Callable[[str], None] | None = None) -> Watch:
+        """Watch the lab's containers through the engine's events until the Watch is closed.
+
+        A node container that dies has its console closed at once, so that an exec waiting on
+        it ends with NodeDown instead of running into its timeout, and ``report`` (default:
+        the lab's progress) gets one message naming the node, the exit code and its console
+        tail, while the test or scenario is still running.
+        """
+        say = report or self.progress
+
+        def on_event(ev: ContainerEvent) -> None:
+            if ev.action not in ("die", "oom") or ev.role != "node":
+                return
+            nd = self._nodes.get(ev.node)
+            if nd is not None:
+                nd.close()
+            if ev.action == "die":
+                tail = "\n  ".join(self.runtime.logs(ev.container, tail=8).rstrip().splitlines()[-8:])
+                say(
+                    f"lab {self.name}: {ev.node} died (container {ev.container}, exit {ev.exit_code}); "
+                    f"`mplab --lab {self.name} up` restores it" + (f"\nconsole tail:\n  {tail}" if tail else "")
+                )
+
+        return self.runtime.watch(self.name, on_event)
 
     def down(self) -> list[str]:
         """Remove every container and network of the lab (also after a crash)."""

@@ -10,12 +10,15 @@ from typing import Any
 from ..errors import LabError
 
 Exec = Callable[..., "subprocess.CompletedProcess[str]"]
+ExecDetached = Callable[[str, Sequence[str]], None]
+HostPid = Callable[[str], int]
 
 
 @dataclass(frozen=True)
 class Target:
-    """The part of a node that impairments need: its container, guest MAC and a way to run
-    commands in the container (``exec(container, argv, timeout=...)``, as ``Runtime.exec``).
+    """The part of a node that impairments need: its container, guest MAC and ways to run
+    commands in the container: ``run`` as ``Runtime.exec``, ``run_detached`` as
+    ``Runtime.exec_detached`` and ``host_pid`` as ``Runtime.pid``.
 
     ``Node.impair_target()`` makes one; every function here also takes the node itself.
     """
@@ -26,6 +29,8 @@ class Target:
     mac: str
     key: str  # the container's id
     run: Exec = field(repr=False, compare=False)
+    run_detached: ExecDetached = field(repr=False, compare=False)
+    host_pid: HostPid = field(repr=False, compare=False)
 
     def exec(self, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return self.run(self.container, argv, timeout=timeout)
@@ -37,11 +42,6 @@ class Target:
             err = (p.stderr or p.stdout).strip().splitlines()
             raise LabError(f"{self.lab}/{self.name}: {what} failed: {err[-1] if err else p.returncode}")
         return p.stdout
-
-    @property
-    def docker(self) -> str:
-        """The container CLI behind ``run`` (ComposeRuntime.docker), for ``docker exec -d``."""
-        return str(getattr(getattr(self.run, "__self__", None), "docker", "docker"))
 
 
 def target_of(node: Target | Any) -> Target:

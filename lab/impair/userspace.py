@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
 from ..errors import LabError
@@ -164,13 +163,9 @@ def apply(t: Target, direction: str, imp: Impairment) -> None:
         # when it exits (QEMU, PID 1 of the container, reaps nobody: a zombie would stay).
         cmd = f"echo $$ > {d}.pid; exec {BINARY} {QUEUE[direction]} {d}.conf >{d}.log 2>&1"
         try:
-            p = subprocess.run(
-                [t.docker, "exec", "-d", t.container, "sh", "-c", cmd], capture_output=True, text=True, timeout=30
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
+            t.run_detached(t.container, ["sh", "-c", cmd])
+        except LabError as e:
             raise LabError(f"{t.lab}/{t.name}: could not start mplab-netem: {e}") from None
-        if p.returncode != 0:
-            raise LabError(f"{t.lab}/{t.name}: could not start mplab-netem: {(p.stderr or p.stdout).strip()}")
     # the rule goes in once the engine listens: until then the queue would be bypassed anyway
     wait = (
         f"i=0; until grep -q ready {d}.log 2>/dev/null; do i=$((i+1)); "
@@ -198,11 +193,8 @@ def _dist_check(imp: Impairment) -> str:
 def _host_pids(t: Target) -> list[int]:
     """The host PIDs of this container's mplab-netem processes (same network namespace)."""
     try:
-        p = subprocess.run(
-            [t.docker, "inspect", "-f", "{{.State.Pid}}", t.container], capture_output=True, text=True, timeout=20
-        )
-        ns = os.readlink(f"/proc/{int(p.stdout.strip())}/ns/net")
-    except (OSError, ValueError, subprocess.TimeoutExpired):
+        ns = os.readlink(f"/proc/{t.host_pid(t.container)}/ns/net")
+    except (OSError, ValueError, LabError):
         return []  # not a local Docker daemon: nothing to do from here
     pids = []
     for d in Path("/proc").iterdir():

@@ -1,9 +1,11 @@
-"""Container runtime behind an interface: ``Runtime`` and its compose implementation.
+"""The lab's containers through the docker and compose CLIs (``MPLAB_RUNTIME=compose``).
 
-``ComposeRuntime`` drives the docker CLI (``docker compose`` v2, else ``docker-compose`` v1)
-through subprocess; see docs/topology.md for why the CLI and not the Docker SDK. Anything
-labelled ``mplab.lab=<lab>`` belongs to the lab: ``down`` removes what compose missed, so
-it also works after a crash or without the compose file.
+``ComposeRuntime`` runs ``docker compose`` (v2), else ``docker-compose`` (v1), and the docker
+CLI, through subprocess: a process per call. The default runtime is the Engine API one
+(lab/runtime/engine.py); this one stays for a compose file that uses what the engine runtime
+does not read, and to show that the file stays a plain compose file (docs/runtime.md).
+Anything labelled ``mplab.lab=<lab>`` belongs to the lab: ``down`` removes what compose
+missed, so it also works after a crash or without the compose file.
 """
 
 from __future__ import annotations
@@ -14,81 +16,29 @@ import os
 import shutil
 import subprocess
 import tarfile
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .errors import LabError, RuntimeUnavailable
-from .topology import Topology, compose_images
-
-DOCKER_DOWN_MSG = "Docker daemon not running: start it with `make docker` / scripts/ensure-docker.sh"
-
-
-@dataclass
-class ContainerInfo:
-    """What the lab needs to know about one container."""
-
-    id: str
-    name: str
-    role: str  # "node" | "services" | ""
-    number: int  # compose replica number (1-based), 0 if unknown
-    state: str  # running, exited, ...
-    running: bool
-    exit_code: int
-    ip: str  # address on the lab network
-    console_host_port: int | None  # 127.0.0.1:<port> → the console port (x-mplab.console_port)
-    pid: int
-    labels: dict[str, str] = field(default_factory=dict)
-    mac: str = ""  # the container's MAC on the lab network
-
-    @property
-    def node_name(self) -> str:
-        return self.labels.get("mplab.node") or (f"node{self.number}" if self.number else self.name)
-
-
-class Runtime(ABC):
-    """What the lab asks of a container engine."""
-
-    @abstractmethod
-    def check(self) -> None:
-        """Raise RuntimeUnavailable with a one-line fix if the engine can't be used."""
-
-    @abstractmethod
-    def up(self, topo: Topology, nodes: int) -> None: ...
-
-    @abstractmethod
-    def down(self, lab: str, topo: Topology | None = None) -> list[str]:
-        """Remove everything of ``lab``; return what the sweep removed beyond compose."""
-
-    @abstractmethod
-    def containers(self, lab: str) -> list[ContainerInfo]: ...
-
-    @abstractmethod
-    def networks(self, lab: str) -> list[str]: ...
-
-    @abstractmethod
-    def logs(self, container: str, tail: int | None = None) -> str: ...
-
-    @abstractmethod
-    def exec(self, container: str, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]: ...
-
-    @abstractmethod
-    def copy_in(self, container: str, dest_dir: str, files: Mapping[str, bytes], timeout: float = 60.0) -> None:
-        """Write ``files`` (name → bytes) into the absolute directory ``dest_dir`` of
-        ``container``, making the directory if needed. Raises LabError."""
-
-    @abstractmethod
-    def restart(self, container: str, timeout: float = 10.0) -> None:
-        """Stop ``container`` (SIGTERM, then SIGKILL after ``timeout`` s) and start it again."""
-
-    @abstractmethod
-    def subnets_in_use(self) -> dict[str, str]:
-        """subnet → network name, for every network of the engine."""
+from ..errors import LabError, RuntimeUnavailable
+from ..topology import Topology, compose_images
+from .base import (
+    DOCKER_DOWN_MSG,
+    ContainerEvent,
+    ContainerInfo,
+    Progress,
+    Runtime,
+    Watch,
+    container_info,
+    event_of,
+    sort_containers,
+)
 
 
 class ComposeRuntime(Runtime):
     """Docker + compose via the CLI."""
+
+    name = "compose"
 
     def __init__(self, docker: str = "docker") -> None:
         self.docker = docker
@@ -155,7 +105,7 @@ class ComposeRuntime(Runtime):
         self._run(cmd, env=topo.env(), timeout=timeout, cwd=topo.compose_file.parent)
 
     # ---- lifecycle ------------------------------------------------------------------
-    def up(self, topo: Topology, nodes: int) -> None:
+    def up(self, topo: Topology, nodes: int, progress: Progress | None = None) -> None:
         # The lab never downloads: every image must be one `make images` built here. Compose v2
         # is told so (--pull never); v1 has no such flag and pulls a missing image, so the
         # images are checked first, for both.
@@ -235,9 +185,7 @@ class ComposeRuntime(Runtime):
         if not ids:
             return []
         p = self._run([self.docker, "inspect", *ids], timeout=60)
-        out = [_container_info(c) for c in json.loads(p.stdout or "[]")]
-        out.sort(key=lambda c: (c.role != "services", c.number, c.name))
-        return out
+        return sort_containers([container_info(c) for c in json.loads(p.stdout or "[]")])
 
     def logs(self, container: str, tail: int | None = None) -> str:
         args = [self.docker, "logs"]
@@ -268,37 +216,47 @@ class ComposeRuntime(Runtime):
     def restart(self, container: str, timeout: float = 10.0) -> None:
         self._run([self.docker, "restart", "-t", f"{max(0, round(timeout))}", container], timeout=timeout + 60)
 
+    def exec_detached(self, container: str, argv: Sequence[str]) -> None:
+        self._run([self.docker, "exec", "-d", container, *argv], timeout=30)
 
-def _container_info(c: dict) -> ContainerInfo:
-    labels = (c.get("Config") or {}).get("Labels") or {}
-    st = c.get("State") or {}
-    nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
-    ip = mac = ""
-    for _name, n in nets.items():
-        ip = n.get("IPAddress") or ip
-        mac = n.get("MacAddress") or mac
-    ports = ((c.get("NetworkSettings") or {}).get("Ports")) or {}
-    host_port = None
-    published = [b for key, binds in sorted(ports.items()) if key.endswith("/tcp") for b in binds or []]
-    for b in published:  # a node publishes one port: its console's (x-mplab.console_port)
-        if b.get("HostPort"):
-            host_port = int(b["HostPort"])
-            break
-    try:
-        number = int(labels.get("com.docker.compose.container-number", "0"))
-    except ValueError:
-        number = 0
-    return ContainerInfo(
-        id=c.get("Id", "")[:12],
-        name=(c.get("Name") or "").lstrip("/"),
-        role=labels.get("mplab.role", ""),
-        number=number,
-        state=st.get("Status", "unknown"),
-        running=bool(st.get("Running")),
-        exit_code=int(st.get("ExitCode") or 0),
-        ip=ip,
-        console_host_port=host_port,
-        pid=int(st.get("Pid") or 0),
-        labels=labels,
-        mac=mac.lower(),
-    )
+    def pid(self, container: str) -> int:
+        p = self._run([self.docker, "inspect", "-f", "{{.State.Pid}}", container], check=False, timeout=30)
+        return int(p.stdout.strip() or 0) if p.returncode == 0 else 0
+
+    def watch(self, lab: str, on_event: Callable[[ContainerEvent], None]) -> Watch:
+        argv = [self.docker, "events", "--format", "{{json .}}", "--filter", f"label=mplab.lab={lab}"]
+        argv += ["--filter", "type=container"]
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except FileNotFoundError:
+            raise RuntimeUnavailable(
+                f"`{self.docker}` not found: install Docker with scripts/ensure-host-packages.sh"
+            ) from None
+        return _CliWatch(proc, on_event)
+
+
+class _CliWatch(Watch):
+    """``docker events`` read line by line on a thread of its own."""
+
+    def __init__(self, proc: subprocess.Popen[str], on_event: Callable[[ContainerEvent], None]) -> None:
+        self._proc = proc
+        self._thread = threading.Thread(target=self._run, args=(on_event,), name="mplab-events", daemon=True)
+        self._thread.start()
+
+    def _run(self, on_event: Callable[[ContainerEvent], None]) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                ev = event_of(json.loads(line))
+            except ValueError:
+                continue
+            if ev is not None:
+                on_event(ev)
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._thread.join(timeout=5)
