@@ -157,7 +157,7 @@ class Node:
         except ConsoleReset as e:
             raise ConsoleReset(f"{self.name} reset during exec: {self._after_reset()}", output=e.output) from None
         except ConsoleClosed as e:
-            if not self.is_alive():
+            if self.died():
                 raise self._down(e.output) from None
             raise
 
@@ -166,7 +166,7 @@ class Node:
         try:
             return self.console.eval(expr, timeout=timeout)
         except ConsoleClosed as e:
-            if not self.is_alive():
+            if self.died():
                 raise self._down(e.output) from None
             raise
 
@@ -229,6 +229,15 @@ class Node:
         except NodeError:
             return False
         return self.info.running
+
+    def died(self, grace: float = 5.0) -> bool:
+        """The container is dead, or dies within ``grace`` s: a console that hung up may have
+        seen QEMU exit before the engine did (the socket closes first, the state follows)."""
+        try:
+            wait_until(lambda: not self.is_alive(), grace, "the container's death", interval=0.1)
+        except LabTimeout:
+            return False
+        return True
 
     def logs(self, tail: int | None = None) -> str:
         """The console log (everything the guest printed) and the entrypoint's messages."""
@@ -495,7 +504,8 @@ class Lab:
         daemons_up = any(c.role == "service" for c in running)
         lanservices.prepare(self.topology, fresh=not running, daemons_up=daemons_up)
         self.runtime.up(self.topology, n, self.progress)
-        self._nodes = {}
+        # Nodes kept from before (same container) keep their console: QEMU serves one client,
+        # so a second connection to a node this Lab already holds would hear nothing.
         nodes_ = self.nodes
         if len(nodes_) != n:
             raise NodeError(f"lab {self.name}: expected {n} nodes, found {len(nodes_)} containers")

@@ -175,6 +175,12 @@ class Topology:
         return subnet6_for(self.subnet)
 
     @property
+    def ip_range6(self) -> IPv6Network:
+        """Where Docker picks the containers' dynamic IPv6 addresses (``<prefix>::1:0/112``): away
+        from the fixed ones (``::2``, ``::11``..), which it would otherwise hand out first."""
+        return IPv6Network((int(self.subnet6.network_address) | 0x10000, 112))
+
+    @property
     def gateway6(self) -> IPv6Address:
         """The host's IPv6 address on the LAN bridge."""
         return self.subnet6.network_address + 1
@@ -220,6 +226,7 @@ class Topology:
             "MPLAB_CONSOLE_PORT": str(self.console_port),
             "MPLAB_SUBNET6": str(self.subnet6),
             "MPLAB_GATEWAY6": str(self.gateway6),
+            "MPLAB_IP_RANGE6": str(self.ip_range6),
             "MPLAB_SERVICES_IP6": str(self.services_ip6),
             "MPLAB_RUN_DIR": str(self.run_dir),
             "MPLAB_LAB_SERVICES": " ".join(self.services),

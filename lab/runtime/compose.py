@@ -86,7 +86,19 @@ class ComposeRuntime(Runtime):
             raise RuntimeUnavailable(DOCKER_DOWN_MSG)
 
     def compose_cmd(self) -> list[str]:
+        """The compose command: ``MPLAB_COMPOSE`` if set (``docker compose`` for v2,
+        ``docker-compose`` for v1), else v2 where the docker CLI has it, else v1."""
         if self._compose is None:
+            forced = os.environ.get("MPLAB_COMPOSE", "").split()
+            if forced:
+                p = self._run([*forced, "version"], check=False, timeout=30)
+                if p.returncode != 0:
+                    raise RuntimeUnavailable(
+                        f"MPLAB_COMPOSE={' '.join(forced)!r} does not run (`{' '.join(forced)} version` failed); "
+                        "fix: set it to `docker compose` (v2) or `docker-compose` (v1), or unset it"
+                    )
+                self._compose = forced
+                return self._compose
             p = self._run([self.docker, "compose", "version"], check=False, timeout=30)
             if p.returncode == 0:
                 self._compose = [self.docker, "compose"]
@@ -110,7 +122,7 @@ class ComposeRuntime(Runtime):
         # is told so (--pull never); v1 has no such flag and pulls a missing image, so the
         # images are checked first, for both.
         self.check_images(topo)
-        pull = ["--pull", "never"] if self.compose_cmd()[-1] == "compose" else []
+        pull = ["--pull", "never"] if self.compose_cmd()[-1] == "compose" else []  # v2 only
         # Name the compose services: the daemons not in x-mplab.services stay down.
         services = ["services", "node", *topo.services]
         self._compose_run(topo, ["up", "-d", *pull, "--scale", f"node={nodes}", "--remove-orphans", *services])

@@ -127,7 +127,9 @@ class Project:
         }
 
     def start_order(self, wanted: list[str]) -> list[list[str]]:
-        """``wanted`` services in waves: each wave depends only on the waves before it."""
+        """``wanted`` services in waves: each wave depends only on the waves before it, and in a
+        wave the services with fixed addresses go first, as a wave of their own, so that no
+        dynamic address can take one of theirs."""
         waves: list[list[str]] = []
         done: set[str] = set()
         left = list(wanted)
@@ -135,7 +137,8 @@ class Project:
             wave = [s for s in left if all(d in done or d not in wanted for d in self.services[s].depends_on)]
             if not wave:
                 raise ConfigError(f"{self.file}: depends_on has a cycle among {', '.join(left)}; fix: break it")
-            waves.append(wave)
+            fixed = [s for s in wave if any(e.ipv4_address or e.ipv6_address for e in self.services[s].endpoints)]
+            waves += [w for w in (fixed, [s for s in wave if s not in fixed]) if w]
             done.update(wave)
             left = [s for s in left if s not in done]
         return waves
