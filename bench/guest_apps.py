@@ -312,7 +312,7 @@ def _cpu_pct(pid: int, window: float) -> float:
 
 def idle_cpu(node: Node, port: int, window: float) -> tuple[float, float]:
     """(% of a core with the guest at its idle raw REPL, % while an asyncio loop waits), same node."""
-    pid = node.info.pid
+    pid = node.pid
     time.sleep(1.0)  # let the last exec's work settle
     repl = _cpu_pct(pid, window)
     settle = 2.0

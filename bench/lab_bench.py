@@ -121,7 +121,7 @@ def _qemu_pids(lab: Lab) -> list[int]:
     """Host PIDs of the nodes' QEMUs: each node container's PID 1 is QEMU (the entrypoint execs it)."""
     pids = []
     for nd in lab.nodes:
-        pid = nd.info.pid
+        pid = nd.pid
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
         if not cmd.endswith(b"qemu-system-arm"):
             raise RuntimeError(f"{nd.name}: pid {pid} is {cmd!r}, not QEMU")
@@ -483,13 +483,13 @@ def run(
                 try:
                     g2h, h2g, n2n, cpu = [], [], [], {"g2h": [], "h2g": [], "n2n": []}
                     for r in range(repeat):
-                        with _CpuMeter([n1.info.pid]) as m:
+                        with _CpuMeter([n1.pid]) as m:
                             g2h.append(_tcp_guest_to_host(n1, host_ip, 7000 + r, tcp_bytes))
                         cpu["g2h"].append(m.pct)
-                        with _CpuMeter([n1.info.pid]) as m:
+                        with _CpuMeter([n1.pid]) as m:
                             h2g.append(_tcp_host_to_guest(n1, 7100 + r, tcp_bytes))
                         cpu["h2g"].append(m.pct)
-                        with _CpuMeter([n2.info.pid]) as m:
+                        with _CpuMeter([n2.pid]) as m:
                             n2n.append(_tcp_node_to_node(n2, n1, 7200 + r, tcp_bytes))
                         cpu["n2n"].append(m.pct)
                 finally:

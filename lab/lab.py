@@ -222,6 +222,11 @@ class Node:
                 return
         raise NodeError(f"{self.lab.name}/{self.name}: container {self.container} is gone")
 
+    @property
+    def pid(self) -> int:
+        """The host PID of the node's QEMU (its container's PID 1); 0 if it is not running."""
+        return self.lab.runtime.pid(self.container)
+
     def is_alive(self) -> bool:
         """The container (whose PID 1 is QEMU) still runs."""
         try:

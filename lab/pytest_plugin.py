@@ -32,6 +32,8 @@ from .lab import Lab, Node
 from .peers import HostPeer
 
 _ARTIFACTS = pytest.StashKey[dict[str, Any]]()
+# what Lab.watch_nodes reported in this session: a node that died, with its console tail
+_DEATHS = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,10 +78,20 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         if not cfg.getoption("--mplab-keep"):
             the_lab.down()
         raise
-    yield the_lab
-    the_lab.close()
-    if not cfg.getoption("--mplab-keep"):
-        the_lab.down()
+    deaths = cfg.stash.setdefault(_DEATHS, [])
+
+    def died(msg: str) -> None:  # on the watch's thread, while a test runs
+        deaths.append(msg)
+        progress(f"\n{msg}")
+
+    watch = the_lab.watch_nodes(died)
+    try:
+        yield the_lab
+    finally:
+        watch.close()
+        the_lab.close()
+        if not cfg.getoption("--mplab-keep"):
+            the_lab.down()
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +114,7 @@ def _mplab_marks(request: pytest.FixtureRequest) -> Iterator[None]:
     st = request.node.stash.setdefault(_ARTIFACTS, {})
     st["lab"] = the_lab
     st["marks"] = {nd.name: con.mark() for nd in the_lab.open_nodes if (con := nd.console_open) is not None}
+    st["deaths"] = len(request.config.stash.setdefault(_DEATHS, []))
     yield
 
 
@@ -223,6 +236,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         st["kept"] = True
         if paths:
             rep.sections.append(("mplab artifacts", "\n".join(paths)))
+        died = item.config.stash.get(_DEATHS, [])[st.get("deaths", 0) :]
+        if died:  # reported at once too; here they stand beside the failure they explain
+            rep.sections.append(("mplab nodes that died during the test", "\n".join(died)))
     elif rep.when == "teardown" and st.get("ladder"):
         _ladder(*st.pop("ladder"))
     elif rep.when == "teardown" and not st.get("kept") and d.is_dir():

@@ -107,18 +107,22 @@ def test_bad_input(verb: str) -> None:
 
 @pytest.fixture(scope="module")
 def no_docker(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A PATH with the host's tools but no docker."""
+    """A PATH with the host's tools but no docker CLI, for the CLI runtime (the engine one
+    needs no CLI: for it, the daemon's socket is what can be missing)."""
     d = tmp_path_factory.mktemp("nodocker")
     for tool in ("nft", "ip", "iptables", "sh", "make", "tc", "nsenter"):
         found = shutil.which(tool)
         if found:
             (d / tool).symlink_to(found)
-    return {"PATH": str(d)}
+    return {"PATH": str(d), "MPLAB_RUNTIME": "compose"}
 
 
-@pytest.fixture(scope="module")
-def docker_down(tmp_path_factory: pytest.TempPathFactory, no_docker: dict[str, str]) -> dict[str, str]:
-    """A PATH whose docker answers as the CLI does when the daemon is not running."""
+@pytest.fixture(scope="module", params=["engine", "compose"])
+def docker_down(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, no_docker: dict[str, str]
+) -> dict[str, str]:
+    """No daemon behind the socket (the engine runtime), and a PATH whose docker answers as the
+    CLI does when the daemon is not running (the CLI runtime)."""
     d = tmp_path_factory.mktemp("dockerdown")
     f = d / "docker"
     f.write_text(
@@ -126,7 +130,11 @@ def docker_down(tmp_path_factory: pytest.TempPathFactory, no_docker: dict[str, s
         "Is the docker daemon running?' >&2\nexit 1\n"
     )
     f.chmod(0o755)
-    return {"PATH": f"{d}:{no_docker['PATH']}"}
+    return {
+        "PATH": f"{d}:{no_docker['PATH']}",
+        "MPLAB_RUNTIME": request.param,
+        "DOCKER_HOST": f"unix://{tmp_path_factory.getbasetemp()}/no-daemon.sock",
+    }
 
 
 @pytest.mark.parametrize("verb", sorted(NEEDS_LAB))

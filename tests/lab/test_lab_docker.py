@@ -219,7 +219,7 @@ def test_killed_qemu_shows_down_with_console_tail() -> None:
         nd = lab.node("node1")
         nd.exec("print('marker-before-kill')")
         assert nd.is_alive()
-        os.kill(nd.info.pid, signal.SIGKILL)  # QEMU is the container's PID 1
+        os.kill(nd.pid, signal.SIGKILL)  # QEMU is the container's PID 1
         deadline = time.monotonic() + 20
         while nd.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
