@@ -136,7 +136,24 @@ class ComposeRuntime(Runtime):
             raise RuntimeUnavailable(DOCKER_DOWN_MSG)
 
     def compose_cmd(self) -> list[str]:
+        """The compose command line: ``$MPLAB_COMPOSE`` if set (``docker compose`` for v2,
+        ``docker-compose`` for v1; one that does not answer ``version`` is an error naming it),
+        else ``docker compose`` when ``docker compose version`` works, else ``docker-compose``.
+        """
         if self._compose is None:
+            forced = os.environ.get("MPLAB_COMPOSE", "").strip()
+            if forced:
+                argv = forced.split()
+                p = self._run([*argv, "version"], check=False, timeout=30) if shutil.which(argv[0]) else None
+                if p is None or p.returncode != 0:
+                    why = "not found" if p is None else ((p.stderr or p.stdout).strip().splitlines() or ["failed"])[-1]
+                    raise RuntimeUnavailable(
+                        f"MPLAB_COMPOSE={forced!r} does not work (`{forced} version`: {why}): set it to "
+                        "'docker compose' (v2) or 'docker-compose' (v1), or unset it; "
+                        "scripts/ensure-host-packages.sh installs both"
+                    )
+                self._compose = argv
+                return self._compose
             p = self._run([self.docker, "compose", "version"], check=False, timeout=30)
             if p.returncode == 0:
                 self._compose = [self.docker, "compose"]
