@@ -11,6 +11,7 @@
 # Env: MPLAB_COMPOSE_PLUGIN_DIR  where the plugin goes (default: /usr/local/lib/docker/cli-plugins
 #                                as root, else ${DOCKER_CONFIG:-~/.docker}/cli-plugins; the docker
 #                                CLI searches both since 19.03)
+#      MPLAB_COMPOSE_V2_CACHE    where the .deb is kept (default: build/compose-v2/)
 set -eu
 
 PKG_VERSION=2.26.1-4
@@ -39,7 +40,7 @@ else
 fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-cache=$root/build/compose-v2
+cache=${MPLAB_COMPOSE_V2_CACHE:-$root/build/compose-v2}
 file=docker-compose_${PKG_VERSION}_${arch}.deb
 mkdir -p "$cache"
 if ! { [ -f "$cache/$file" ] && echo "$SHA256  $cache/$file" | sha256sum -c --status; }; then
