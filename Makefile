@@ -27,7 +27,7 @@ help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-host-packages: ## install missing system packages (apt; root or sudo)
+host-packages: ## install missing system packages (apt; root or sudo) and the Compose v2 plugin
 	@scripts/ensure-host-packages.sh
 
 docker: host-packages ## start dockerd if no daemon answers

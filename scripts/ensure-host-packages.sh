@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install the Debian packages the lab needs on the host, if any are missing.
+# Install the Debian packages the lab needs on the host, if any are missing, then Compose v2
+# as a docker CLI plugin (scripts/ensure-compose-v2.sh; Debian 12's v1 stays).
 # Idempotent; silent when everything is already present.
 # Usage: scripts/ensure-host-packages.sh [extra-package ...]
 set -eu
@@ -13,7 +14,8 @@ PKGS="$PKGS chromium fonts-dejavu-core"
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
     PKGS="docker.io $PKGS"
 fi
-# Compose: the v2 plugin (`docker compose`) is preferred; otherwise Debian's v1.
+# Compose: ensure-compose-v2.sh below adds the v2 plugin (`docker compose`). Debian's v1 is
+# the fallback (an architecture without a pinned v2, MPLAB_COMPOSE=docker-compose).
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
     PKGS="$PKGS docker-compose"
 fi
@@ -24,7 +26,8 @@ for p in $PKGS; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
     [ "$st" = "installed" ] || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+compose_v2="$(dirname "$0")/ensure-compose-v2.sh"
+[ -z "$missing" ] && exec "$compose_v2"
 
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=""
@@ -44,3 +47,4 @@ if ! { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-
     exit 1
 fi
 rm -f "$log"
+exec "$compose_v2"

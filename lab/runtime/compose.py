@@ -86,18 +86,23 @@ class ComposeRuntime(Runtime):
             raise RuntimeUnavailable(DOCKER_DOWN_MSG)
 
     def compose_cmd(self) -> list[str]:
-        """The compose command: ``MPLAB_COMPOSE`` if set (``docker compose`` for v2,
-        ``docker-compose`` for v1), else v2 where the docker CLI has it, else v1."""
+        """The compose command line: ``$MPLAB_COMPOSE`` if set (``docker compose`` for v2,
+        ``docker-compose`` for v1; one that does not answer ``version`` is an error naming it),
+        else ``docker compose`` when ``docker compose version`` works, else ``docker-compose``.
+        """
         if self._compose is None:
-            forced = os.environ.get("MPLAB_COMPOSE", "").split()
+            forced = os.environ.get("MPLAB_COMPOSE", "").strip()
             if forced:
-                p = self._run([*forced, "version"], check=False, timeout=30)
-                if p.returncode != 0:
+                argv = forced.split()
+                p = self._run([*argv, "version"], check=False, timeout=30) if shutil.which(argv[0]) else None
+                if p is None or p.returncode != 0:
+                    why = "not found" if p is None else ((p.stderr or p.stdout).strip().splitlines() or ["failed"])[-1]
                     raise RuntimeUnavailable(
-                        f"MPLAB_COMPOSE={' '.join(forced)!r} does not run (`{' '.join(forced)} version` failed); "
-                        "fix: set it to `docker compose` (v2) or `docker-compose` (v1), or unset it"
+                        f"MPLAB_COMPOSE={forced!r} does not work (`{forced} version`: {why}): set it to "
+                        "'docker compose' (v2) or 'docker-compose' (v1), or unset it; "
+                        "scripts/ensure-host-packages.sh installs both"
                     )
-                self._compose = forced
+                self._compose = argv
                 return self._compose
             p = self._run([self.docker, "compose", "version"], check=False, timeout=30)
             if p.returncode == 0:
