@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import REPORT_DIR, Figure, machine_info, write_results
 
-SECTIONS = ("boot", "fwnet", "lab", "apps", "console", "impair", "suite")
+SECTIONS = ("boot", "fwnet", "lab", "runtime", "apps", "console", "impair", "suite")
 
 
 def _log(msg: str) -> None:
@@ -53,6 +53,10 @@ def run_sections(
                     figs += lab_bench.run(repeat=repeat, counts=(1, 2, 8), idle_counts=(1, 8), idle_window=5, repl_n=50)
                 else:
                     figs += lab_bench.run(repeat=repeat)
+            elif name == "runtime":
+                from bench import runtime_bench
+
+                figs += runtime_bench.run(repeat=2 if quick else repeat, counts=(2, 8) if quick else (2, 32))
             elif name == "apps":
                 from bench import guest_apps
 
