@@ -12,7 +12,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from . import guestfs, hostnet, impair, lanservices, linux_peer
+from . import guestfs, hostnet, impair, lanservices
 from .ca import Issued, LabCA
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, hard_boots
 from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
@@ -606,7 +606,6 @@ class Lab:
         swept = hostnet.host_cleanup(self.name)  # the lab's nft tables (impair/inject/tcp_peer)
         self._host_net("remove")
         self.runtime.check()
-        swept += linux_peer.cleanup(self.name)  # before the LAN: its endpoint would keep it
         swept += self.runtime.down(self.name, self.topology)
         swept += lanservices.remove(self.topology)  # the CA, every key, www/
         self.progress(f"lab {self.name}: down")

@@ -126,10 +126,22 @@ class Project:
             "com.docker.compose.version": COMPOSE_VERSION_LABEL,
         }
 
+    def _may_collide(self, service: str) -> bool:
+        """``service`` has a fixed address on a network whose dynamic addresses could take it."""
+        nets = {n.name: n for n in self.networks.values()}
+        return any(
+            (e.ipv4_address or e.ipv6_address) and not _ranged(nets[e.network])
+            for e in self.services[service].endpoints
+        )
+
     def start_order(self, wanted: list[str]) -> list[list[str]]:
-        """``wanted`` services in waves: each wave depends only on the waves before it, and in a
-        wave the services with fixed addresses go first, as a wave of their own, so that no
-        dynamic address can take one of theirs."""
+        """``wanted`` services in waves: each wave depends only on the waves before it.
+
+        Docker hands out a network's dynamic addresses from the bottom of its range. Where a
+        network has no ``ip_range`` for some family, a container started before one with a fixed
+        address could take that address ("Address already in use"): then, in a wave, the
+        services with fixed addresses go first, as a wave of their own. The repo's file gives
+        both families a range away from the fixed addresses, so its waves stay whole."""
         waves: list[list[str]] = []
         done: set[str] = set()
         left = list(wanted)
@@ -137,11 +149,16 @@ class Project:
             wave = [s for s in left if all(d in done or d not in wanted for d in self.services[s].depends_on)]
             if not wave:
                 raise ConfigError(f"{self.file}: depends_on has a cycle among {', '.join(left)}; fix: break it")
-            fixed = [s for s in wave if any(e.ipv4_address or e.ipv6_address for e in self.services[s].endpoints)]
+            fixed = [s for s in wave if self._may_collide(s)]
             waves += [w for w in (fixed, [s for s in wave if s not in fixed]) if w]
             done.update(wave)
             left = [s for s in left if s not in done]
         return waves
+
+
+def _ranged(net: NetworkSpec) -> bool:
+    """Every subnet of ``net`` keeps dynamic addresses in an ``ip_range``."""
+    return all(c.get("ip_range") for c in net.ipam)
 
 
 def load(topo: Topology) -> Project:

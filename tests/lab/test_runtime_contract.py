@@ -114,16 +114,18 @@ def test_up_is_idempotent_scales_and_down_leaves_nothing(runtime_name: str) -> N
     assert leftovers(name) == {}
 
 
-def test_down_after_a_sigkilled_up_leaves_nothing(runtime_name: str) -> None:
-    name = lab_name(runtime_name, "kill")
+def test_down_after_a_sigkilled_up_leaves_nothing(runtime_name: str, tmp_path: Path) -> None:
+    name = lab_name(runtime_name, "sig")  # "kill": rcckill shares a /24 with the lab "test"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     mplab = [sys.executable, "-m", "lab", "--lab", name]
     subprocess.run([*mplab, "down"], env=env, capture_output=True, cwd=REPO, timeout=180)
-    p = subprocess.Popen(
-        [*mplab, "up", "--nodes", "3"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    out = (tmp_path / "up.log").open("w")
+    p = subprocess.Popen([*mplab, "up", "--nodes", "3"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: bool(leftovers(name).get("containers")), 90, "container of the lab")
+        wait_for(lambda: bool(leftovers(name).get("containers")) or p.poll() is not None, 90, "container of the lab")
+        assert leftovers(name).get("containers"), (
+            f"up ended before it made a container: {p.returncode}\n" + (tmp_path / "up.log").read_text()
+        )
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
@@ -211,3 +213,31 @@ def test_the_engine_takes_down_a_lab_compose_brought_up_and_compose_sees_its_lab
     finally:
         Lab(name, runtime=EngineRuntime(), progress=None).down()
     assert leftovers(name) == {}
+
+
+DYING = """
+import os, signal
+
+def test_its_node_dies(lab, node):
+    node.eval("1")
+    os.kill(node.pid, signal.SIGKILL)  # QEMU, the container's PID 1
+    node.exec("import time\\ntime.sleep(600)", timeout=900)  # NodeDown, not 900 s
+"""
+
+
+def test_the_plugin_reports_a_node_that_dies_during_a_test(tmp_path: Path) -> None:
+    """The session's lab is watched: the death shows on the terminal as it happens, and beside
+    the failure it explains, with the node's console tail."""
+    t = tmp_path / "test_inner.py"
+    t.write_text(DYING)
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", str(t), "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         "--mplab-lab", "rcplug", "--mplab-nodes", "1", "--mplab-file", str(REPO / "docker-compose.yml"),
+         "--mplab-artifacts", str(tmp_path / "artifacts")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = p.stdout
+    assert p.returncode == 1 and "NodeDown" in out, out + p.stderr
+    assert "mplab nodes that died during the test" in out, out
+    assert "rcplug: node1 died" in out and "console tail" in out, out
+    assert leftovers("rcplug") == {}
