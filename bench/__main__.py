@@ -4,6 +4,7 @@
     python -m bench --only boot,lab --repeat 5
     python -m bench --quick         fewer samples, for trying the harness out
     python -m bench --only apps --apps-lab wtcb   the guest application figures alone (TLS, asyncio)
+    python -m bench scale --sizes 64,128,256      labs of 64-256 nodes (bench/scale.py; not in the default run)
 
 A section that fails is recorded (error in results.json and summary.md) and the others still run.
 """
@@ -342,7 +343,46 @@ def plots(figs: list[Figure], outdir: Path) -> list[Path]:
         plt.close(fig)
     if any(n.startswith("tls_handshake_") for n in byn):
         made.append(_plot_guest_apps(plt, byn, err, outdir / "guest_apps.png"))
+    if any(n.startswith("scale_up_") for n in byn):
+        made.append(_plot_scale(plt, byn, outdir / "scale.png"))
     return made
+
+
+def _plot_scale(plt: Any, byn: dict[str, Figure], path: Path) -> Path:
+    """bench/scale.py: up time, per-node memory and idle CPU against the node count."""
+    ns = sorted(int(k.rsplit("_", 1)[1]) for k in byn if k.startswith("scale_up_"))
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4))
+    ax.plot(ns, [byn[f"scale_up_{n}"].samples[0] for n in ns], "o-", label="mplab up (CLI)")
+    ax.plot(ns, [byn[f"scale_down_{n}"].samples[0] for n in ns if f"scale_down_{n}" in byn], "s--", label="down")
+    ax.axhline(90, color="tab:red", ls="--", lw=1, label="goal: 256 nodes <= 90 s")
+    ax.set_xlabel("nodes")
+    ax.set_ylabel("s")
+    ax.set_title("lab up / down")
+    ax.legend(fontsize=8)
+    for name, label in (("scale_rss_mib", "RSS"), ("scale_pss_mib", "PSS")):
+        ax2.plot(ns, [statistics.median(byn[f"{name}_{n}"].samples) for n in ns], "o-", label=f"{label} (median)")
+    ax2.plot(ns, [byn[f"scale_mem_available_drop_{n}"].samples[0] for n in ns], "d-", label="MemAvailable drop / node")
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel("nodes")
+    ax2.set_ylabel("MiB per node")
+    ax2.set_title("memory per node")
+    ax2.legend(fontsize=8)
+    cpu = [byn[f"scale_idle_cpu_{n}"] for n in ns]
+    ax3.plot(ns, [statistics.median(f.samples) for f in cpu], "o-", label="QEMU, median per node")
+    ax3.plot(ns, [f.params["host_busy_pct_of_a_core"] / n for f, n in zip(cpu, ns, strict=True)], "^-",
+             label="whole host / node")  # fmt: skip
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel("nodes")
+    ax3.set_ylabel("% of one core")
+    ax3.set_title("idle CPU per node")
+    ax3.legend(fontsize=8)
+    for a in (ax, ax2, ax3):
+        a.set_xticks(ns)
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _plot_guest_apps(plt: Any, byn: dict[str, Figure], err: Any, path: Path) -> Path:
@@ -381,6 +421,11 @@ def _plot_guest_apps(plt: Any, byn: dict[str, Figure], err: Any, path: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scale"]:  # its own options (sizes, lab); merges into the same report
+        from bench import scale
+
+        return scale.main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     ap.add_argument("--repeat", type=int, default=5)

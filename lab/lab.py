@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -17,7 +18,7 @@ from .ca import Issued, LabCA
 from .console import Console, ConsoleClosed, ConsoleError, ConsoleReset, hard_boots
 from .errors import ConfigError, LabError, LabTimeout, NodeDown, NodeError
 from .runtime import ContainerEvent, ContainerInfo, Runtime, Watch, runtime_from_env
-from .topology import Topology
+from .topology import Topology, validate_nodes
 from .util import wait_until
 
 LEASES = "/var/lib/misc/dnsmasq.leases"
@@ -45,6 +46,15 @@ def _sh_quote(s: str) -> str:
 # What the bring-up prints, so that the node's console log shows when its network came up:
 # a hard boot's banner after the last one means the guest rebooted since (Node.reboot_unseen).
 BRINGUP_MARK = "mplab: network bring-up"
+# Consoles brought up at once by `up`: a worker mostly waits on its guest's answer, so more of
+# them than cores (docs/scale-out.md has the measurement at 64-256 nodes).
+BRINGUP_WORKERS = 32
+
+
+def up_timeout(nodes: int) -> float:
+    """`up`'s default wait for every lease: 60 s, plus 0.5 s a node beyond 32 (the consoles of a
+    big lab are brought up some at a time on a saturated host; docs/scale-out.md)."""
+    return 60.0 + 0.5 * max(0, nodes - 32)
 
 
 def bringup_code(node: str) -> str:
@@ -52,6 +62,16 @@ def bringup_code(node: str) -> str:
     return (
         f"import network\nnetwork.hostname({node!r})\nlan = network.LAN()\nlan.active(True)\n"
         f"print({BRINGUP_MARK + ' ' + node!r})\n"
+    )
+
+
+def put_small_code(path: str, data: bytes) -> str:
+    """Guest code that writes a small file (the lab CA, 0.6 KB) in the same exec as the rest: at
+    256 nodes every console round trip of the bring-up counts (guestfs.put takes seven)."""
+    d = path.rsplit("/", 1)[0]
+    return (
+        f"import os\ntry:\n    os.mkdir({d!r})\nexcept OSError:\n    pass\n"
+        f"with open({path!r}, 'wb') as _f:\n    _f.write({data!r})\ndel _f\n"
     )
 
 
@@ -277,9 +297,14 @@ class Node:
         else:
             self.mark_guest("reset with --no-bringup: its network is down")
 
-    def bringup(self) -> None:
+    def bringup(self, with_ca: bool = False) -> None:
+        """The guest's network bring-up; ``with_ca``: and the lab CA at ``GUEST_CA`` in the same
+        exec (what ``install_ca`` does, one round trip instead of seven)."""
+        code = bringup_code(self.name)
+        if with_ca and self.lab.ca_cert.is_file():
+            code += put_small_code(GUEST_CA, self.lab.ca_cert.read_bytes())
         # Generous: a node booting on a loaded host can take seconds to answer its console.
-        self.exec(bringup_code(self.name), timeout=30.0)
+        self.exec(code, timeout=30.0)
 
     def install_ca(self) -> bool:
         """Copy the lab's CA certificate to ``GUEST_CA`` (/certs/ca.pem); False if the lab has none.
@@ -388,6 +413,46 @@ class Lab:
         self.progress: Progress = progress or (lambda _msg: None)
         self.artifacts = artifacts
         self._nodes: dict[str, Node] = {}
+        if topology is None:
+            self._adopt_running_subnet()
+
+    def _lab_subnet(self) -> IPv4Network | None:
+        """The IPv4 subnet of the lab's network if it exists (a lab that is up)."""
+        mine = set(self.runtime.networks(self.name))
+        if not mine:
+            return None
+        for cidr, net in self.runtime.subnets_in_use().items():
+            if net in mine and ":" not in cidr:
+                return IPv4Network(cidr)
+        return None
+
+    def _adopt_running_subnet(self) -> None:
+        """A lab already up on a bigger block than x-mplab.nodes needs (``up --nodes 100``): take
+        that block's layout, so that status, capture filters and scaling see the lab as it is."""
+        try:
+            cur = self._lab_subnet()
+        except LabError:
+            return  # no engine: nothing runs, and commands that need one say so themselves
+        if cur is not None and cur != self.topology.subnet and 16 <= cur.prefixlen <= 30:
+            have = self.topology.with_prefix(cur.prefixlen)
+            if have.subnet == cur:
+                self.topology = have
+
+    def _plan(self, n: int) -> Topology:
+        """The topology for ``n`` nodes: the smallest block that holds them, or the lab's own
+        if it is up on one that does; a lab up on a block too small is one line with the fix."""
+        want = self.topology.sized(n)
+        cur = self._lab_subnet()
+        if cur is None or cur == want.subnet:
+            return want
+        have = self.topology.with_prefix(cur.prefixlen) if 16 <= cur.prefixlen <= 30 else None
+        if have is not None and have.subnet == cur and have.capacity >= n:
+            return dataclasses.replace(have, nodes=n)
+        held = f"which holds {have.capacity} nodes" if have is not None and have.subnet == cur else "another plan"
+        raise ConfigError(
+            f"lab {self.name} is up on {cur} ({held}); {n} nodes need {want.subnet}; "
+            f"fix: `mplab --lab {self.name} down`, then `mplab --lab {self.name} up --nodes {n}`"
+        )
 
     def __repr__(self) -> str:
         return f"<Lab {self.name} {self.topology.subnet}>"
@@ -461,7 +526,7 @@ class Lab:
 
     # ---- lifecycle --------------------------------------------------------------------
     def up(
-        self, nodes: int | None = None, timeout: float = 60.0, bringup: bool = True, keep: bool = False
+        self, nodes: int | None = None, timeout: float | None = None, bringup: bool = True, keep: bool = False
     ) -> list[Node]:
         """Start (or scale) the lab, bring every guest's network up, wait for leases.
 
@@ -469,9 +534,10 @@ class Lab:
         ``keep``; otherwise the error says what is left and that ``mplab down`` removes it.
         """
         n = nodes if nodes is not None else self.topology.nodes
-        if not 1 <= n <= 62:
-            raise ConfigError(f"invalid node count {n}: use 1..62")
+        validate_nodes(n)
+        timeout = up_timeout(n) if timeout is None else timeout
         self.runtime.check()
+        self.topology = self._plan(n)
         self._check_subnet_free()
         existed = bool(self.runtime.containers(self.name) or self.runtime.networks(self.name))
         try:
@@ -549,30 +615,35 @@ class Lab:
         def start(nd: Node) -> None:
             try:
                 nd.console  # noqa: B018 (connect)
-                nd.bringup()
-                nd.install_ca()
+                nd.bringup(with_ca=True)
             except ConsoleError as e:
                 raise NodeError(f"{self.name}/{nd.name}: bring-up failed: {e}\nconsole log:\n{nd.logs(tail=20)}") from e
             self.progress(f"  {nd.name}: REPL ok, DHCP started (mac {nd.mac})")
 
         # Nodes boot independently: talk to all their consoles at once (32 nodes: 20 s -> a few).
-        with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+        # Each worker mostly waits on a guest, so more of them than cores: BRINGUP_WORKERS.
+        pending = {nd.name: nd for nd in nodes}
+        with ThreadPoolExecutor(max_workers=min(BRINGUP_WORKERS, len(nodes))) as pool:
             for future in [pool.submit(start, nd) for nd in nodes]:
                 future.result()
-        pending = {nd.name: nd for nd in nodes}
 
-        def all_leased() -> bool:
-            leases = self.leases()
-            for name, nd in list(pending.items()):
-                if nd.connected() and nd.mac in leases:
-                    self.progress(f"  {name}: {leases[nd.mac]} ({time.monotonic() - t0:.1f}s)")
-                    del pending[name]
-            return not pending
+            def all_leased() -> bool:
+                # one read of the lease table, then the leased guests asked side by side (one at
+                # a time, 256 nodes took 16 s per pass)
+                leases = self.leases()
+                have = [nd for nd in pending.values() if nd.mac in leases]
+                for nd, ok in zip(have, pool.map(lambda x: x.connected(), have), strict=True):
+                    if ok:
+                        self.progress(f"  {nd.name}: {leases[nd.mac]} ({time.monotonic() - t0:.1f}s)")
+                        del pending[nd.name]
+                return not pending
 
-        try:
-            wait_until(all_leased, deadline - time.monotonic(), "every DHCP lease", interval=0.2)
-        except LabTimeout:
-            raise NodeError(f"lab {self.name}: no DHCP lease within {timeout:g}s for {', '.join(pending)}") from None
+            try:
+                wait_until(all_leased, deadline - time.monotonic(), "every DHCP lease", interval=0.2)
+            except LabTimeout:
+                raise NodeError(
+                    f"lab {self.name}: no DHCP lease within {timeout:g}s for {', '.join(pending)}"
+                ) from None
 
     def watch_nodes(self, report: Callable[[str], None] | None = None) -> Watch:
         """Watch the lab's containers through the engine's events until the Watch is closed.
@@ -695,8 +766,8 @@ class Lab:
 
     def status(self) -> list[NodeStatus]:
         leases = self.leases()
-        rows = []
-        for nd in self.nodes:
+
+        def row(nd: Node) -> NodeStatus:
             c = nd.info
             port = f"{c.ip or '-'}:{self.topology.console_port}"
             if c.console_host_port:
@@ -712,5 +783,12 @@ class Lab:
                 tail = nd.logs(tail=15)
             # a dead guest, or one whose network is down, holds no address (its lease stays)
             ip = leases.get(nd.mac, "-") if c.running and not guest_down else "-"
-            rows.append(NodeStatus(nd.name, c.name, state, c.ip, ip, nd.mac, port, tail))
-        return rows
+            return NodeStatus(nd.name, c.name, state, c.ip, ip, nd.mac, port, tail)
+
+        # Each row reads its node's state file and log (an exec and a log read): side by side,
+        # or a 256-node lab's status takes a minute.
+        nodes = self.nodes
+        if not nodes:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+            return list(pool.map(row, nodes))

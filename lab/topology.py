@@ -1,9 +1,10 @@
 """A lab's topology: its name, addresses and bridge, from the compose file's ``x-mplab``.
 
 The compose file is the single source of truth. Its ``x-mplab`` block holds the default
-lab's layout (docs/conventions.md). Any other lab name gets the same layout shifted into a
-/24 of its own, derived from the name (see :func:`subnet_for`), so that labs can run side
-by side.
+lab's layout in a /24 (docs/conventions.md). Any other lab name gets the same layout shifted
+into a /24 of its own, derived from the name (see :func:`subnet_for`), so that labs can run
+side by side. A lab of more nodes than that /24 holds gets the smallest aligned block that
+does (/23, /22, ...), the layout scaled into it (:meth:`Topology.sized`, docs/topology.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from .errors import ConfigError
 LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,9}$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 DEFAULT_LAB = "default"
-MAX_NODES = 62  # the /26 IPAM range for node containers
+# The largest lab brought up, every guest leased and answering, on the 2-core 24 GiB reference
+# machine (bench/scale.py; docs/scale-out.md). The address plan holds more; this is what was measured.
+MAX_NODES = 256
 COMPOSE_NAMES = ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml")
 
 
@@ -102,16 +105,28 @@ def slaac_address(prefix: IPv6Network, mac: str) -> IPv6Address:
     return IPv6Address(int(prefix.network_address) | int.from_bytes(iid, "big"))
 
 
-def subnet_for(lab: str, base: IPv4Network, default_lab: str = DEFAULT_LAB) -> IPv4Network:
-    """The /24 of ``lab``: ``base`` for the default lab, else base's /16 + a name-hashed octet.
+def subnet_for(lab: str, base: IPv4Network, default_lab: str = DEFAULT_LAB, prefix: int = 24) -> IPv4Network:
+    """The subnet of ``lab``: the aligned /``prefix`` block holding its /24.
 
-    With the default base 10.77.0.0/24, lab "x" gets 10.77.<1..254>.0/24.
+    Its /24 is ``base`` for the default lab, else base's /16 + a name-hashed octet: with the
+    default base 10.77.0.0/24, lab "x" gets 10.77.<1..254>.0/24. A bigger block (``prefix``
+    < 24) is the aligned one that holds that /24; for another lab, the next one up (or down)
+    if that would hold the default lab's /24, so that no size of lab always collides with it.
     """
     if lab == default_lab:
-        return base
+        return base.supernet(new_prefix=prefix) if prefix < base.prefixlen else base
     octet = 1 + int.from_bytes(hashlib.sha256(lab.encode()).digest()[:4], "big") % 254
     b16 = ipaddress.ip_network(f"{base.network_address}/16", strict=False)
-    return ipaddress.ip_network(f"{IPv4Address(int(b16.network_address) + (octet << 8))}/24")
+    net = ipaddress.ip_network(f"{IPv4Address(int(b16.network_address) + (octet << 8))}/24")
+    if prefix >= 24:
+        return net
+    block = net.supernet(new_prefix=prefix)
+    if block.overlaps(base):
+        size = block.num_addresses
+        up = int(block.network_address) + size
+        step = size if up + size <= int(b16.broadcast_address) + 1 else -size
+        block = IPv4Network((int(block.network_address) + step, prefix))
+    return block
 
 
 def find_compose_file(start: Path | None = None) -> Path:
@@ -154,6 +169,9 @@ class Topology:
     # x-mplab.mqtt_persistence: Mosquitto keeps sessions and queued QoS 1 messages across a
     # restart of its container (docs/services.md); off by default: a restart forgets everything
     mqtt_persistence: bool = False
+    # x-mplab.subnet and x-mplab.lab: where the layout was described, for sized() to place a bigger block
+    base: IPv4Network = IPv4Network("10.77.0.0/24")
+    default_lab: str = DEFAULT_LAB
 
     @property
     def project(self) -> str:
@@ -253,6 +271,53 @@ class Topology:
             dhcp_end=mv(self.dhcp_end),
         )
 
+    @property
+    def capacity(self) -> int:
+        """The most nodes the layout holds: Docker's ip_range for the node containers less its
+        network and broadcast addresses, and the guests' DHCP pool (one lease each)."""
+        return min(self.ip_range.num_addresses - 2, int(self.dhcp_end) - int(self.dhcp_start) + 1)
+
+    def with_prefix(self, prefix: int) -> Topology:
+        """The layout scaled into the lab's aligned /``prefix`` block (:func:`subnet_for`).
+
+        Host, services and the daemons keep their host numbers (+1, +2, +11..13); the node
+        containers' ip_range and the guests' DHCP pool grow with the block: offsets times k
+        (k = the block's size / the layout's), the pool's end kept as far below the block's
+        broadcast address (.254 of a /24 -> the block's last address but one). At the layout's
+        own prefix it is the layout itself, so a /24 lab is what it always was.
+        """
+        if not 16 <= prefix <= 30:
+            raise ConfigError(f"lab {self.lab}: no /{prefix} subnet plan; fix: use fewer nodes (1..{MAX_NODES})")
+        cur = self.subnet.prefixlen
+        net = int(self.subnet.network_address)
+        new = subnet_for(self.lab, self.base, self.default_lab, prefix)
+        base = int(new.network_address)
+
+        def scale(off: int) -> int:
+            return off << (cur - prefix) if prefix <= cur else off >> (prefix - cur)
+
+        rng_off = int(self.ip_range.network_address) - net
+        start_off = int(self.dhcp_start) - net
+        end_off = int(self.dhcp_end) - net
+        return _replace(
+            self,
+            subnet=new,
+            gateway=IPv4Address(base + int(self.gateway) - net),
+            services_ip=IPv4Address(base + int(self.services_ip) - net),
+            ip_range=IPv4Network((base + scale(rng_off), self.ip_range.prefixlen - (cur - prefix))),
+            dhcp_start=IPv4Address(base + scale(start_off)),
+            dhcp_end=IPv4Address(base + scale(end_off + 2) - 2),
+        )
+
+    def sized(self, nodes: int) -> Topology:
+        """The layout in the smallest block (never below the configured /24) that holds ``nodes``."""
+        validate_nodes(nodes)
+        for prefix in range(self.base.prefixlen, 15, -1):
+            t = self.with_prefix(prefix)
+            if t.capacity >= nodes:
+                return _replace(t, nodes=nodes)
+        raise ConfigError(f"lab {self.lab}: {nodes} nodes do not fit a /16; fix: use 1..{MAX_NODES} nodes")
+
     # ---- loading ----------------------------------------------------------------------
     @classmethod
     def load(
@@ -342,9 +407,7 @@ class Topology:
         if nodes is not None:
             topo = _replace(topo, nodes=nodes)
         validate_nodes(topo.nodes)
-        if lab != default_lab:
-            topo = topo.with_subnet(subnet_for(lab, base, default_lab))
-        return topo
+        return _replace(topo, base=base, default_lab=default_lab).sized(topo.nodes)
 
 
 _KNOWN_X = {
@@ -410,7 +473,10 @@ def _bool(x: dict[str, Any], key: str, default: bool, lines: dict[tuple[Any, ...
 
 def validate_nodes(n: int) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_NODES:
-        raise ConfigError(f"invalid node count {n!r}: use 1..{MAX_NODES}")
+        raise ConfigError(
+            f"invalid node count {n!r}: use 1..{MAX_NODES} ({MAX_NODES} is the largest lab measured on the "
+            "2-core 24 GiB reference machine, docs/scale-out.md)"
+        )
     return n
 
 
