@@ -20,8 +20,8 @@ HOST_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || comm
 include mk/images.mk
 
 .PHONY: help setup host-packages docker venv firmware lab-up lab-down lab-status lab-console \
-	lab-logs test test-firmware test-lab test-socket test-services upstream-tests \
-	example-mqtt-sensor example-https-poller example-microdot-server device-packages lint conformance differential repro bench soak firmware-all clean
+	lab-logs test test-firmware test-lab test-socket test-services test-scale upstream-tests \
+	example-mqtt-sensor example-https-poller example-microdot-server device-packages lint conformance differential repro bench bench-scale soak firmware-all clean
 
 help: ## list the targets
 	@echo "mplab $(VERSION): make <target> [LAB=name] [NODES=n]"
@@ -79,6 +79,9 @@ test-lab: setup ## only the lab tests
 test-socket: setup ## only the socket conformance suite
 	@$(PY) -m pytest tests/socket $(PYTEST_ARGS)
 
+test-scale: setup ## only the 64-node lab: up, every guest leased and answering, down (about 1 min; docs/scale-out.md)
+	@$(PY) -m pytest tests/scale $(PYTEST_ARGS)
+
 test-services: setup ## only the service daemons' tests (MQTT, HTTP(S), NTP, the lab CA; docs/services.md)
 	@$(PY) -m pytest tests/services $(PYTEST_ARGS)
 
@@ -111,6 +114,10 @@ conformance: setup ## socket conformance report: reports/conformance.{md,html} (
 bench: setup ## benchmarks: reports/bench/{results.json,summary.md,*.png} (about 16 min)
 	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	@$(PY) -m bench
+
+bench-scale: setup ## labs of 64, 128, 256 nodes, one at a time (SIZES=64,128,256): reports/bench/ scale_* figures, scale.png (about 8 min)
+	@$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@$(PY) -m bench scale $(if $(SIZES),--sizes $(SIZES))
 
 soak: setup ## soak + chaos, not in CI: 10 min TCP echo under 10% loss, 10 min under delay+jitter, 5 min of faults in a 4-node lab: reports/soak/
 	@$(PY) -m lab.soak --echo-seconds $(or $(SOAK_ECHO_SECONDS),600) --delay-seconds $(or $(SOAK_DELAY_SECONDS),600) --chaos-seconds $(or $(SOAK_CHAOS_SECONDS),300)

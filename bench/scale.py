@@ -119,7 +119,10 @@ def check_all_answer(lab: Lab, n: int) -> dict[str, Any]:
 def idle_and_memory(lab: Lab, window: float) -> dict[str, Any]:
     nodes = lab.nodes
     by_id = _container_pids([nd.info.id for nd in nodes])
-    qemu = [nd.info.pid for nd in nodes]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        qemu = list(pool.map(lambda nd: nd.pid, nodes))  # each container's PID 1 is its QEMU
+    if 0 in qemu:
+        raise RuntimeError(f"{qemu.count(0)} node(s) have no running QEMU")
     c0 = {p: cpu_ticks(p) for p in qemu}
     h0 = _host_cpu()
     t0 = time.monotonic()
@@ -129,13 +132,13 @@ def idle_and_memory(lab: Lab, window: float) -> dict[str, Any]:
     h1 = _host_cpu()
     cpu = [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in qemu]
     rss, pss, shim_rss, nproc = [], [], [], []
-    for nd in nodes:
-        pids = by_id.get(nd.info.id) or [nd.info.pid]
+    for nd, pid in zip(nodes, qemu, strict=True):
+        pids = by_id.get(nd.info.id) or [pid]
         mem = [_rss_pss_kib(p) for p in pids]
         rss.append(sum(m[0] for m in mem) / 1024)
         pss.append(sum(m[1] for m in mem) / 1024)
         nproc.append(len(pids))
-        shim = _ppid(nd.info.pid)
+        shim = _ppid(pid)
         if b"containerd-shim" in Path(f"/proc/{shim}/cmdline").read_bytes():
             shim_rss.append(_rss_pss_kib(shim)[1] / 1024)
     return {
@@ -174,8 +177,17 @@ def one_size(lab_name: str, n: int, window: float, log: Log) -> dict[str, Any]:
         _cli(lab_name, "down", timeout=900)
         raise RuntimeError(f"up --nodes {n} failed after {wall:.0f} s: {' '.join(p.stderr.splitlines()[-3:])[:600]}")
     m = re.search(r"up, \d+ node\(s\), ([\d.]+)s", p.stderr)
-    log(f"{n} nodes up in {wall:.1f} s (the lab's own count: {m.group(1) if m else '?'} s)")
-    res: dict[str, Any] = {"nodes": n, "up_wall_s": wall, "up_lab_s": float(m.group(1)) if m else None}
+    c = re.search(r"containers up \(([\d.]+)s\)", p.stderr)
+    log(
+        f"{n} nodes up in {wall:.1f} s (the lab's own count: {m.group(1) if m else '?'} s, "
+        f"of which containers {c.group(1) if c else '?'} s)"
+    )
+    res: dict[str, Any] = {
+        "nodes": n,
+        "up_wall_s": wall,
+        "up_lab_s": float(m.group(1)) if m else None,
+        "containers_s": float(c.group(1)) if c else None,  # the runtime's part; the rest is the consoles
+    }
     lab = Lab(lab_name, progress=None)
     try:
         res["subnet"] = str(lab.topology.subnet)
@@ -196,12 +208,12 @@ def one_size(lab_name: str, n: int, window: float, log: Log) -> dict[str, Any]:
         t1 = time.monotonic()
         d = _cli(lab_name, "down", timeout=900)
         res["down_s"] = time.monotonic() - t1
-        if d.returncode != 0:
-            raise RuntimeError(f"down of {n} failed: {d.stderr[-400:]}")
+        res["down_error"] = " ".join(d.stderr.strip().splitlines()[-1:])[:400] if d.returncode else ""
     res["left_after_down"] = leftovers(lab)
-    log(f"{n} nodes down in {res['down_s']:.1f} s; left: {res['left_after_down'] or 'nothing'}")
-    if res["left_after_down"]:
-        raise RuntimeError(f"after down of {n}: {res['left_after_down']}")
+    log(
+        f"{n} nodes down in {res['down_s']:.1f} s{' (failed: ' + res['down_error'] + ')' if res['down_error'] else ''}"
+        f"; left: {res['left_after_down'] or 'nothing'}"
+    )
     return res
 
 
@@ -254,9 +266,9 @@ def figures(results: list[dict[str, Any]], lab_name: str) -> list[Figure]:
                 f"scale_down_{n}",
                 "s",
                 [r["down_s"]],
-                note=f"`mplab down` of {n} nodes; nothing of the lab left after it (containers, networks, bridge, "
-                "run dir, nft tables)",
-                params={"nodes": n, "left_after_down": r["left_after_down"]},
+                note=f"`mplab down` of {n} nodes, then what of the lab is left (containers, networks, bridge, "
+                "run dir, nft tables): left_after_down",
+                params={"nodes": n, "left_after_down": r["left_after_down"], "down_error": r["down_error"]},
             ),
         ]
     if results:
@@ -278,6 +290,8 @@ def run(sizes: tuple[int, ...] = SIZES, lab_name: str = "scale", window: float =
     results = []
     for n in sizes:
         results.append(one_size(lab_name, n, window, log))
+        if results[-1]["left_after_down"]:
+            raise RuntimeError(f"after down of {n}: {results[-1]['left_after_down']} {results[-1]['down_error']}")
     return figures(results, lab_name)
 
 
@@ -316,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in sizes:
             results.append(one_size(args.lab, n, args.idle_window, _log))
+            if results[-1]["left_after_down"]:  # measured, but the next size would not start clean
+                raise RuntimeError(f"after down of {n}: {results[-1]['left_after_down']} {results[-1]['down_error']}")
     except Exception as e:  # the sizes measured so far still make a report
         status = f"error: {type(e).__name__}: " + " ".join(str(e).splitlines()[:3])[:400]
         _log(status)

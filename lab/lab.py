@@ -575,6 +575,7 @@ class Lab:
         daemons_up = any(c.role == "service" for c in running)
         lanservices.prepare(self.topology, fresh=not running, daemons_up=daemons_up)
         self.runtime.up(self.topology, n, self.progress)
+        self.progress(f"lab {self.name}: containers up ({time.monotonic() - t0:.1f}s)")
         # Nodes kept from before (same container) keep their console: QEMU serves one client,
         # so a second connection to a node this Lab already holds would hear nothing.
         nodes_ = self.nodes
