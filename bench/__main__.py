@@ -158,6 +158,14 @@ def causes(figs: dict[str, Figure]) -> dict[str, str]:
         "the board's semihosting SYS_WRITE0 path sends a run of output in one write (docs/performance.md)"
     )
     out["conformance_suite_wall"] = "dominated by per-test guest work and lab bring-up; see pytest --durations"
+    up = figs.get("scale_up_256")
+    if up is not None and up.params.get("containers_s") is not None and up.params.get("up_lab_s") is not None:
+        p = up.params
+        out["scale_up_256"] = (
+            f"the runtime creating and starting the containers took {p['containers_s']:.0f} s, the consoles' bring-up "
+            f"and the lease wait {p['up_lab_s'] - p['containers_s']:.0f} s, the CLI's start and status table "
+            f"{p['up_wall_s'] - p['up_lab_s']:.0f} s; the 2 cores are saturated while QEMUs boot (docs/scale-out.md)"
+        )
     return out
 
 
@@ -214,7 +222,7 @@ def write_summary(figs: list[Figure], meta: dict[str, Any], path: Path) -> None:
         "whole instead of by pexpect pattern search: exec output 35-100 KB/s (the baseline of "
         "`exec_output_rate_*`) -> the medians above.",
         "",
-        "Plots: lab_up.png, tcp_capture.png, idle_density.png, repl_rtt.png, guest_apps.png.",
+        "Plots: lab_up.png, tcp_capture.png, idle_density.png, repl_rtt.png, guest_apps.png, scale.png (bench scale).",
     ]
     path.write_text("\n".join(lines) + "\n")
 
