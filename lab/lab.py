@@ -694,9 +694,13 @@ class Lab:
         return out
 
     def status(self) -> list[NodeStatus]:
+        """One row per node. Each running node's guest state is read from its container, all
+        nodes at once (an exec costs the daemon 50-100 ms: one after the other, 32 nodes took
+        seconds)."""
         leases = self.leases()
-        rows = []
-        for nd in self.nodes:
+        nodes = self.nodes
+
+        def row(nd: Node) -> NodeStatus:
             c = nd.info
             port = f"{c.ip or '-'}:{self.topology.console_port}"
             if c.console_host_port:
@@ -712,5 +716,9 @@ class Lab:
                 tail = nd.logs(tail=15)
             # a dead guest, or one whose network is down, holds no address (its lease stays)
             ip = leases.get(nd.mac, "-") if c.running and not guest_down else "-"
-            rows.append(NodeStatus(nd.name, c.name, state, c.ip, ip, nd.mac, port, tail))
-        return rows
+            return NodeStatus(nd.name, c.name, state, c.ip, ip, nd.mac, port, tail)
+
+        if not nodes:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
+            return list(pool.map(row, nodes))

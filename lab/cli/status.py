@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 
 from ..lab import GUEST_CA, Lab
 from ._common import open_lab
@@ -52,12 +53,14 @@ def _print_impairments(lab: Lab, rows: list) -> None:
     up = [r for r in rows if r.state == "up"]
     if not up:
         return
+    by_name = {nd.name: nd for nd in lab.nodes}
     try:
-        for r in up:
-            st = state(lab.node(r.name).impair_target())
+        with ThreadPoolExecutor(max_workers=min(16, len(up))) as pool:  # an exec each, all at once
+            states = list(pool.map(lambda r: state(by_name[r.name].impair_target()), up))
+        for r, st in zip(up, states, strict=True):
             if st["out"] or st["in"]:
                 print(f"impairments {r.name}: {describe_state(st)}")
-        print(f"impairment engine: {engine(lab.node(up[0].name).impair_target())}")
+        print(f"impairment engine: {engine(by_name[up[0].name].impair_target())}")
     except LabError as e:
         print(f"impairments: {e}")
 
