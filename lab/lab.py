@@ -1,4 +1,10 @@
-"""``Lab`` and ``Node``: the public face of a running lab."""
+"""``Lab`` and ``Node``: the public face of a running lab.
+
+Why one module of this size (~700 lines): a ``Node`` is a view of its ``Lab`` (the runtime,
+the topology, the artifacts directory, the node cache) and ``Lab`` makes and caches ``Node``s;
+apart, each module would import the other. The work both delegate lives in the parts
+(runtime, console, guestfs, impair, lanservices).
+"""
 
 from __future__ import annotations
 

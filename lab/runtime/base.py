@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import LabError
 from ..topology import Topology
 
 DOCKER_DOWN_MSG = "Docker daemon not running: start it with `make docker` / scripts/ensure-docker.sh"
@@ -61,6 +62,17 @@ class Watch(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def deliver(on_event: Callable[[ContainerEvent], None], ev: ContainerEvent | None) -> None:
+    """Hand ``ev`` to the subscriber on the watch's thread: a report that cannot be made (the
+    daemon went away meanwhile) is dropped, not raised where nobody would catch it."""
+    if ev is None:
+        return
+    try:
+        on_event(ev)
+    except LabError:
+        pass
 
 
 class Runtime(ABC):

@@ -30,6 +30,7 @@ from .base import (
     Runtime,
     Watch,
     container_info,
+    deliver,
     event_of,
     sort_containers,
 )
@@ -267,8 +268,7 @@ class _CliWatch(Watch):
                 ev = event_of(json.loads(line))
             except ValueError:
                 continue
-            if ev is not None:
-                on_event(ev)
+            deliver(on_event, ev)
 
     def close(self) -> None:
         self._proc.terminate()

@@ -38,6 +38,7 @@ from .base import (
     Runtime,
     Watch,
     container_summary,
+    deliver,
     event_of,
     sort_containers,
 )
@@ -409,22 +410,17 @@ class EngineRuntime(Runtime):
 class _EventWatch(Watch):
     def __init__(self, stream: Any, on_event: Callable[[ContainerEvent], None]) -> None:
         self._stream = stream
-        self._closed = False
         self._thread = threading.Thread(target=self._run, args=(on_event,), name="mplab-events", daemon=True)
         self._thread.start()
 
     def _run(self, on_event: Callable[[ContainerEvent], None]) -> None:
         try:
             for ev in self._stream:
-                ev_ = event_of(ev)
-                if ev_ is not None:
-                    on_event(ev_)
-        except Exception:  # (the stream ends with an error when closed or when dockerd stops)
-            if not self._closed:
-                raise
+                deliver(on_event, event_of(ev))
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError):
+            pass  # the stream ends with an error when closed, or when dockerd stops: the watch ends
 
     def close(self) -> None:
-        self._closed = True
         try:
             self._stream.close()
         except Exception:  # (closing a stream that already ended)
