@@ -9,11 +9,9 @@ Every engine error is converted to a ``LabError`` in one place, :meth:`EngineRun
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,6 +37,7 @@ from .base import (
     Watch,
     container_summary,
     deliver,
+    directory_tar,
     event_of,
     sort_containers,
 )
@@ -381,20 +380,9 @@ class EngineRuntime(Runtime):
             self.api.exec_start(eid, detach=True)
 
     def copy_in(self, container: str, dest_dir: str, files: Mapping[str, bytes], timeout: float = 60.0) -> None:
-        parent, _, leaf = dest_dir.rstrip("/").rpartition("/")
-        if not leaf or not dest_dir.startswith("/"):
-            raise LabError(f"copy_in: {dest_dir!r} is not an absolute directory below /")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:  # the directory itself too, so that it is made
-            d = tarfile.TarInfo(leaf)
-            d.type, d.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(d)
-            for name, data in files.items():
-                f = tarfile.TarInfo(f"{leaf}/{name}")
-                f.size, f.mode = len(data), 0o644
-                tar.addfile(f, io.BytesIO(data))
+        parent, tar = directory_tar(dest_dir, files)
         with self._api_call(f"copy into {container}:{dest_dir}"):
-            self.api.put_archive(container, parent or "/", buf.getvalue())
+            self.api.put_archive(container, parent, tar)
 
     def restart(self, container: str, timeout: float = 10.0) -> None:
         with self._api_call(f"restart {container}"):
