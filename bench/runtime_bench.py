@@ -89,16 +89,44 @@ print(f"{time.monotonic() - t0:.3f} returned", flush=True)
 """
 
 
+PROFILED = ("dockerd", "containerd", "containerd-shim", "qemu-system-arm", "python3", "python")
+
+
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds so far of every process alive now, summed by command name (``comm``)."""
+    out: dict[str, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            comm = (d / "comm").read_text().strip()
+            ticks = cpu_ticks(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+        out[comm] = out.get(comm, 0.0) + ticks / CLK_TCK
+    return out
+
+
+def machine_busy() -> float:
+    """CPU seconds the machine has been busy (all cores), from /proc/stat."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f) - f[3] - f[4]) / CLK_TCK
+
+
 def phases(lab: str, nodes: int) -> dict[str, float]:
     """Seconds from the start of ``Lab.up`` to: every container started, every lease, the
-    daemons healthy (the engine runtime)."""
+    daemons healthy (the engine runtime); and the profile of that up: CPU seconds by process
+    (those alive at its end: dockerd, containerd and its shims, QEMU, the lab's Python) and of
+    the whole machine, which says where the time went on 2 cores."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **RUNTIMES["engine"]}
     _mplab(lab, RUNTIMES["engine"], "down")
     try:
+        cpu0, busy0 = cpu_by_command(), machine_busy()
         p = subprocess.run(
             [sys.executable, "-c", PHASES_SCRIPT, lab, str(nodes)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
+        cpu1, busy1 = cpu_by_command(), machine_busy()
     finally:
         _mplab(lab, RUNTIMES["engine"], "down")
     stamps = [(float(m.group(1)), m.group(2)) for line in p.stdout.splitlines() if (m := _STAMP_RE.match(line))]
@@ -112,6 +140,10 @@ def phases(lab: str, nodes: int) -> dict[str, float]:
             out["daemons_healthy"] = t
         if msg == "returned":
             out["returned"] = t
+    for comm in PROFILED:
+        if comm in cpu1:
+            out[f"cpu_s_{comm}"] = round(cpu1[comm] - cpu0.get(comm, 0.0), 2)
+    out["cpu_s_machine"] = round(busy1 - busy0, 2)
     return out
 
 

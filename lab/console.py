@@ -11,6 +11,10 @@ one of upstream ``tools/pyboard.py`` / ``mpremote/transport_serial.py``::
                                        guest: stdout "\\x04" stderr "\\x04" ">"
 
 The console stays in the raw REPL between execs, so one exec is one round trip.
+
+Why one module of this size (~700 lines): the three framings (raw, raw-paste, friendly), the
+transcript and the typed errors share one read loop and its state (the pending bytes, the
+mark, the reboot detection); split, each piece would reach into the others' privates.
 """
 
 from __future__ import annotations

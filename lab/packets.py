@@ -7,6 +7,9 @@ IPv4 and IPv6 alike: addresses compare as scapy prints them (IPv6 compressed, lo
 
     from lab import packets as pk
     pk.reassemble(wire.packets(), node.ip, 7)
+
+Why one module of this size (~600 lines): flat helpers grouped by layer (matching, TCP, DHCP,
+DNS, MQTT, TLS, HTTP, NTP), imported by tests and scenarios under one name, ``pk``.
 """
 
 from __future__ import annotations

@@ -7,35 +7,28 @@ unexpected exception too is one line; ``MPLAB_DEBUG=1`` shows its traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from ..errors import LabError
-from . import (
-    capture,
-    cert,
-    conformance,
-    console,
-    cp,
-    deploy,
-    diff,
-    down,
-    exec_,
-    impair,
-    install,
-    link,
-    logs,
-    repro,
-    reset,
-    status,
-    up,
-    view,
-)
 
-VERBS = [up, down, status, console, exec_, cp, deploy, install, cert, capture, logs, reset, repro, impair, link, diff]
-VERBS += [conformance, view]
+# verb -> its module (lab/cli/<module>.py). A command imports its own verb's module alone: the
+# others pull in scapy, the scenario engine and the ladder (0.3-0.6 s of every `mplab` call).
+VERB_MODULES = {
+    "up": "up", "down": "down", "status": "status", "console": "console", "exec": "exec_", "cp": "cp",
+    "deploy": "deploy", "install": "install", "cert": "cert", "capture": "capture", "logs": "logs",
+    "reset": "reset", "repro": "repro", "impair": "impair", "link": "link", "diff": "diff",
+    "conformance": "conformance", "view": "view",
+}  # fmt: skip
+
+
+def verb_module(verb: str) -> ModuleType:
+    """The module of ``verb`` (``add_parser``, ``run``)."""
+    return importlib.import_module(f"{__name__}.{VERB_MODULES[verb]}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``verb``, that verb's in full and the others as bare names (the
+    command line names one verb: only its module is imported)."""
     p = _Parser(prog="mplab", description="Emulated networked MicroPython devices on a Docker LAN.")
     p.add_argument("--lab", default=None, help="lab name, [a-z0-9]{1,9} (env LAB; default from the compose file)")
     p.add_argument(
@@ -56,9 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
-    for v in VERBS:
-        v.add_parser(sub)
+    for name in VERB_MODULES:
+        if verb is None or name == verb:
+            verb_module(name).add_parser(sub)
+        else:
+            sub.add_parser(name)
     return p
+
+
+def _verb_in(argv: Sequence[str]) -> str | None:
+    """The verb ``argv`` names (the first word that is one, past the global options), if any."""
+    takes_value = {"--lab", "--file", "-f"}
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in takes_value:
+            skip = True
+        elif a.startswith("-"):
+            continue
+        else:
+            return a if a in VERB_MODULES else None
+    return None
 
 
 def _value_options(p: argparse.ArgumentParser) -> set[str]:
@@ -95,8 +109,9 @@ def join_negative_values(argv: Sequence[str], options: set[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argv = join_negative_values(list(sys.argv[1:] if argv is None else argv), _value_options(parser))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_verb_in(argv))
+    argv = join_negative_values(argv, _value_options(parser))
     args = parser.parse_args(argv)
     args.lab_explicit = args.lab is not None  # `repro` only takes a lab named on its command line
     if args.lab is None:

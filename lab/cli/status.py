@@ -53,16 +53,14 @@ def _print_impairments(lab: Lab, rows: list) -> None:
     up = [r for r in rows if r.state == "up"]
     if not up:
         return
-    # One listing of the nodes and their engines queried side by side: per row, lab.node() lists
-    # every container again, and a query is an exec (256 nodes: minutes, one at a time).
-    nodes = {nd.name: nd for nd in lab.nodes}
+    by_name = {nd.name: nd for nd in lab.nodes}
     try:
-        with ThreadPoolExecutor(max_workers=min(16, len(up))) as pool:
-            states = list(pool.map(lambda r: state(nodes[r.name].impair_target()), up))
+        with ThreadPoolExecutor(max_workers=min(16, len(up))) as pool:  # an exec each, all at once
+            states = list(pool.map(lambda r: state(by_name[r.name].impair_target()), up))
         for r, st in zip(up, states, strict=True):
             if st["out"] or st["in"]:
                 print(f"impairments {r.name}: {describe_state(st)}")
-        print(f"impairment engine: {engine(nodes[up[0].name].impair_target())}")
+        print(f"impairment engine: {engine(by_name[up[0].name].impair_target())}")
     except LabError as e:
         print(f"impairments: {e}")
 

@@ -8,13 +8,16 @@ either can take down what the other brought up.
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
+import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import LabError
 from ..topology import Topology
 
 DOCKER_DOWN_MSG = "Docker daemon not running: start it with `make docker` / scripts/ensure-docker.sh"
@@ -61,6 +64,17 @@ class Watch(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def deliver(on_event: Callable[[ContainerEvent], None], ev: ContainerEvent | None) -> None:
+    """Hand ``ev`` to the subscriber on the watch's thread: a report that cannot be made (the
+    daemon went away meanwhile) is dropped, not raised where nobody would catch it."""
+    if ev is None:
+        return
+    try:
+        on_event(ev)
+    except LabError:
+        pass
 
 
 class Runtime(ABC):
@@ -120,15 +134,38 @@ class Runtime(ABC):
         until the returned Watch is closed."""
 
 
+def directory_tar(dest_dir: str, files: Mapping[str, bytes]) -> tuple[str, bytes]:
+    """(parent, tar) for ``copy_in``: a tar of the directory ``dest_dir`` itself (so that it is
+    made too) holding ``files``, to unpack in ``parent``."""
+    parent, _, leaf = dest_dir.rstrip("/").rpartition("/")
+    if not leaf or not dest_dir.startswith("/"):
+        raise LabError(f"copy_in: {dest_dir!r} is not an absolute directory below /")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        d = tarfile.TarInfo(leaf)
+        d.type, d.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(d)
+        for name, data in files.items():
+            f = tarfile.TarInfo(f"{leaf}/{name}")
+            f.size, f.mode = len(data), 0o644
+            tar.addfile(f, io.BytesIO(data))
+    return parent or "/", buf.getvalue()
+
+
+def _lan_address(nets: Mapping[str, Any]) -> tuple[str, str]:
+    """(IP, MAC) of a container on its network (the lab's containers have one)."""
+    ip = mac = ""
+    for n in nets.values():
+        ip = n.get("IPAddress") or ip
+        mac = n.get("MacAddress") or mac
+    return ip, mac.lower()
+
+
 def container_info(c: Mapping[str, Any]) -> ContainerInfo:
     """A ContainerInfo from the engine's ``inspect`` of a container (the CLI's JSON)."""
     labels = (c.get("Config") or {}).get("Labels") or {}
     st = c.get("State") or {}
-    nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
-    ip = mac = ""
-    for _name, n in nets.items():
-        ip = n.get("IPAddress") or ip
-        mac = n.get("MacAddress") or mac
+    ip, mac = _lan_address(((c.get("NetworkSettings") or {}).get("Networks")) or {})
     ports = ((c.get("NetworkSettings") or {}).get("Ports")) or {}
     host_port = None
     published = [b for key, binds in sorted(ports.items()) if key.endswith("/tcp") for b in binds or []]
@@ -148,7 +185,7 @@ def container_info(c: Mapping[str, Any]) -> ContainerInfo:
         console_host_port=host_port,
         pid=int(st.get("Pid") or 0),
         labels=labels,
-        mac=mac.lower(),
+        mac=mac,
     )
 
 
@@ -162,11 +199,7 @@ def container_summary(c: Mapping[str, Any]) -> ContainerInfo:
     the exit code is in its ``Status`` text ("Exited (137) 3 seconds ago").
     """
     labels = c.get("Labels") or {}
-    nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
-    ip = mac = ""
-    for _name, n in nets.items():
-        ip = n.get("IPAddress") or ip
-        mac = n.get("MacAddress") or mac
+    ip, mac = _lan_address(((c.get("NetworkSettings") or {}).get("Networks")) or {})
     host_port = None
     for p in sorted(c.get("Ports") or [], key=lambda p: p.get("PrivatePort", 0)):
         if p.get("Type") == "tcp" and p.get("PublicPort"):
@@ -187,7 +220,7 @@ def container_summary(c: Mapping[str, Any]) -> ContainerInfo:
         console_host_port=host_port,
         pid=0,
         labels=labels,
-        mac=mac.lower(),
+        mac=mac,
     )
 
 

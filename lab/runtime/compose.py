@@ -10,12 +10,10 @@ missed, so it also works after a crash or without the compose file.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +28,8 @@ from .base import (
     Runtime,
     Watch,
     container_info,
+    deliver,
+    directory_tar,
     event_of,
     sort_containers,
 )
@@ -215,20 +215,8 @@ class ComposeRuntime(Runtime):
         return self._run([self.docker, "exec", container, *argv], check=False, timeout=timeout)
 
     def copy_in(self, container: str, dest_dir: str, files: Mapping[str, bytes], timeout: float = 60.0) -> None:
-        # One `docker cp -` of a tar that holds the directory itself, so that it is made too.
-        parent, _, leaf = dest_dir.rstrip("/").rpartition("/")
-        if not leaf or not dest_dir.startswith("/"):
-            raise LabError(f"copy_in: {dest_dir!r} is not an absolute directory below /")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            d = tarfile.TarInfo(leaf)
-            d.type, d.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(d)
-            for name, data in files.items():
-                f = tarfile.TarInfo(f"{leaf}/{name}")
-                f.size, f.mode = len(data), 0o644
-                tar.addfile(f, io.BytesIO(data))
-        self._run([self.docker, "cp", "-", f"{container}:{parent or '/'}"], stdin=buf.getvalue(), timeout=timeout)
+        parent, tar = directory_tar(dest_dir, files)
+        self._run([self.docker, "cp", "-", f"{container}:{parent}"], stdin=tar, timeout=timeout)
 
     def restart(self, container: str, timeout: float = 10.0) -> None:
         self._run([self.docker, "restart", "-t", f"{max(0, round(timeout))}", container], timeout=timeout + 60)
@@ -267,8 +255,7 @@ class _CliWatch(Watch):
                 ev = event_of(json.loads(line))
             except ValueError:
                 continue
-            if ev is not None:
-                on_event(ev)
+            deliver(on_event, ev)
 
     def close(self) -> None:
         self._proc.terminate()

@@ -9,11 +9,9 @@ Every engine error is converted to a ``LabError`` in one place, :meth:`EngineRun
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +36,8 @@ from .base import (
     Runtime,
     Watch,
     container_summary,
+    deliver,
+    directory_tar,
     event_of,
     sort_containers,
 )
@@ -115,12 +115,26 @@ class EngineRuntime(Runtime):
         # What is no longer wanted goes first (a scale-down, a daemon taken out of x-mplab.services)
         gone = [c for (s, n), c in existing.items() if n > counts.get(s, 0)]
         self._parallel([lambda c=c: self._remove(c.id) for c in gone], "remove containers")
-        total = sum(counts.values())
+        # Every container is created first, all at once; then they start wave by wave along
+        # depends_on (start is the slow part: the daemon wires the network then).
+        todo = [(s, i) for s in wanted for i in range(1, counts[s] + 1)]
+        to_start: dict[tuple[str, int], str] = {}
+
+        def prepare(service: str, number: int) -> None:
+            cid = self._prepare(project, service, number, existing.get((service, number)))
+            if cid:
+                with self._lock:
+                    to_start[(service, number)] = cid
+
+        self._parallel([lambda s=s, i=i: prepare(s, i) for s, i in todo], "create containers")
+        total = len(to_start)
         started = [0]
         shown = [time.monotonic()]
 
-        def one(service: str, number: int) -> None:
-            self._ensure_container(project, service, number, existing.get((service, number)))
+        def start(key: tuple[str, int]) -> None:
+            name = project.container_name(*key)
+            with self._api_call(f"start {name}"):
+                self.api.start(to_start[key])
             with self._lock:
                 started[0] += 1
                 now = time.monotonic()
@@ -129,8 +143,8 @@ class EngineRuntime(Runtime):
                     progress(f"  containers: {started[0]}/{total} started")
 
         for wave in project.start_order(wanted):
-            jobs = [lambda s=s, i=i: one(s, i) for s in wave for i in range(1, counts[s] + 1)]
-            self._parallel(jobs, "start containers")
+            keys = [k for k in todo if k[0] in wave and k in to_start]
+            self._parallel([lambda k=k: start(k) for k in keys], "start containers")
 
     def check_images(self, topo: Topology, images: Sequence[str]) -> None:
         missing = []
@@ -177,13 +191,12 @@ class EngineRuntime(Runtime):
                 attachable=net.attachable,
             )
 
-    def _ensure_container(self, project: Project, service: str, number: int, have: ContainerInfo | None) -> None:
+    def _prepare(self, project: Project, service: str, number: int, have: ContainerInfo | None) -> str | None:
+        """The id of the container to start for ``service`` #``number`` (created if need be),
+        or None if the one there is running with the same settings."""
         spec = project.services[service]
         if have is not None and have.labels.get("com.docker.compose.config-hash") == spec.config_hash:
-            if not have.running:
-                with self._api_call(f"start {have.name}"):
-                    self.api.start(have.id)
-            return
+            return None if have.running else have.id
         if have is not None:  # made from other settings: recreate, as compose does
             self._remove(have.id)
         name = project.container_name(service, number)
@@ -194,8 +207,7 @@ class EngineRuntime(Runtime):
                     cid, extra.network, ipv4_address=extra.ipv4_address, ipv6_address=extra.ipv6_address,
                     aliases=list(extra.aliases),
                 )  # fmt: skip
-        with self._api_call(f"start {name}"):
-            self.api.start(cid)
+        return str(cid)
 
     def _create_args(self, project: Project, spec: ServiceSpec, number: int) -> dict[str, Any]:
         api = self.api
@@ -368,20 +380,9 @@ class EngineRuntime(Runtime):
             self.api.exec_start(eid, detach=True)
 
     def copy_in(self, container: str, dest_dir: str, files: Mapping[str, bytes], timeout: float = 60.0) -> None:
-        parent, _, leaf = dest_dir.rstrip("/").rpartition("/")
-        if not leaf or not dest_dir.startswith("/"):
-            raise LabError(f"copy_in: {dest_dir!r} is not an absolute directory below /")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:  # the directory itself too, so that it is made
-            d = tarfile.TarInfo(leaf)
-            d.type, d.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(d)
-            for name, data in files.items():
-                f = tarfile.TarInfo(f"{leaf}/{name}")
-                f.size, f.mode = len(data), 0o644
-                tar.addfile(f, io.BytesIO(data))
+        parent, tar = directory_tar(dest_dir, files)
         with self._api_call(f"copy into {container}:{dest_dir}"):
-            self.api.put_archive(container, parent or "/", buf.getvalue())
+            self.api.put_archive(container, parent, tar)
 
     def restart(self, container: str, timeout: float = 10.0) -> None:
         with self._api_call(f"restart {container}"):
@@ -397,22 +398,17 @@ class EngineRuntime(Runtime):
 class _EventWatch(Watch):
     def __init__(self, stream: Any, on_event: Callable[[ContainerEvent], None]) -> None:
         self._stream = stream
-        self._closed = False
         self._thread = threading.Thread(target=self._run, args=(on_event,), name="mplab-events", daemon=True)
         self._thread.start()
 
     def _run(self, on_event: Callable[[ContainerEvent], None]) -> None:
         try:
             for ev in self._stream:
-                ev_ = event_of(ev)
-                if ev_ is not None:
-                    on_event(ev_)
-        except Exception:  # (the stream ends with an error when closed or when dockerd stops)
-            if not self._closed:
-                raise
+                deliver(on_event, event_of(ev))
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError, ValueError):
+            pass  # the stream ends with an error when closed, or when dockerd stops: the watch ends
 
     def close(self) -> None:
-        self._closed = True
         try:
             self._stream.close()
         except Exception:  # (closing a stream that already ended)

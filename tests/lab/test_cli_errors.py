@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import VERBS, build_parser
+from lab.cli import VERB_MODULES, build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 ABSENT = "wtbabsent"
@@ -93,7 +93,7 @@ def _one_clear_line(p: subprocess.CompletedProcess[str], rc_zero_ok: bool = Fals
 
 def test_every_verb_is_covered() -> None:
     verbs = _verbs()
-    assert len(verbs) == len(VERBS)
+    assert len(verbs) == len(VERB_MODULES)
     assert set(NEEDS_LAB) == set(verbs), set(verbs) ^ set(NEEDS_LAB)
     assert set(BAD_INPUT) == set(verbs), set(verbs) ^ set(BAD_INPUT)
 
@@ -198,7 +198,7 @@ def test_unexpected_exception_is_one_line_unless_debug(monkeypatch: pytest.Monke
     p = cli.build_parser()
     args = p.parse_args(["status"])
     args.func = boom
-    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(args))
+    monkeypatch.setattr(cli, "build_parser", lambda *_verb: _Fixed(args))
     assert cli.main(["status"]) == 1
     monkeypatch.setenv("MPLAB_DEBUG", "1")
     with pytest.raises(OSError):

@@ -16,6 +16,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
 from lab import GuestError, Lab, Node
+from lab.runtime import Runtime
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -42,8 +43,9 @@ def leftovers(name: str) -> dict[str, str]:
 
 
 @contextmanager
-def extra_lab(name: str, nodes: int = 1) -> Iterator[Lab]:
-    lab = Lab(name, progress=None)
+def extra_lab(name: str, nodes: int = 1, runtime: Runtime | None = None) -> Iterator[Lab]:
+    """A lab of its own for one test (down before and after), on ``runtime`` (the default one)."""
+    lab = Lab(name, runtime=runtime, progress=None)
     lab.down()
     try:
         lab.up(nodes=nodes)

@@ -17,12 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from test_lab_docker import leftovers
+from test_lab_docker import extra_lab, leftovers
 
 from lab import Lab, NodeDown
 from lab.runtime import ComposeRuntime, EngineRuntime, Runtime
@@ -78,15 +78,8 @@ def lab_name(runtime: str, what: str) -> str:
     return f"rc{RUNTIMES[runtime][0]}{what}"
 
 
-@contextmanager
-def fresh_lab(name: str, runtime: str, nodes: int = 1) -> Iterator[Lab]:
-    lab = Lab(name, runtime=make_runtime(runtime), progress=None)
-    lab.down()
-    try:
-        lab.up(nodes=nodes)
-        yield lab
-    finally:
-        lab.down()
+def fresh_lab(name: str, runtime: str, nodes: int = 1) -> AbstractContextManager[Lab]:
+    return extra_lab(name, nodes, make_runtime(runtime))
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
