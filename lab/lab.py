@@ -58,9 +58,9 @@ BRINGUP_WORKERS = 32
 
 
 def up_timeout(nodes: int) -> float:
-    """`up`'s default wait for every lease: 60 s, plus 0.5 s a node beyond 32 (the consoles of a
+    """`up`'s default wait for every lease: 60 s, plus 1 s a node beyond 32 (the consoles of a
     big lab are brought up some at a time on a saturated host; docs/scale-out.md)."""
-    return 60.0 + 0.5 * max(0, nodes - 32)
+    return 60.0 + 1.0 * max(0, nodes - 32)
 
 
 def bringup_code(node: str) -> str:

@@ -11,7 +11,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="start the lab (idempotent)")
     p.add_argument("--nodes", "-n", type=int, default=None, help="number of nodes (default from x-mplab.nodes)")
     p.add_argument(
-        "--timeout", type=positive_seconds, default=None, help="seconds to wait for the leases (60 + 0.5 a node > 32)"
+        "--timeout", type=positive_seconds, default=None, help="seconds to wait for the leases (60 + 1 a node > 32)"
     )
     p.add_argument("--no-bringup", action="store_true", help="start containers only, no guest network bring-up")
     p.add_argument("--keep", action="store_true", help="on failure, leave what was made (for debugging)")
