@@ -48,6 +48,32 @@ class Figure:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def rss_pss_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, from /proc/<pid>/smaps_rollup."""
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def mem_available_kib() -> int:
+    """The kernel's MemAvailable, in KiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def host_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine so far, from /proc/stat (idle and iowait
+    are not busy)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(f) - f[3] - f[4], sum(f)
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a process (fields 14 and 15 of /proc/<pid>/stat), in clock ticks."""
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

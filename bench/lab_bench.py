@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, receive_timed
+from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, host_cpu, mem_available_kib, receive_timed, rss_pss_kib
 from lab import Lab
 from lab.console import Console
 
@@ -70,22 +70,14 @@ def _up_cli(lab: str, n: int, tries: int = 3) -> float:
 
 
 # ---- /proc accounting --------------------------------------------------------------------
-def _rss_pss_kib(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
 
 
 def _node_rss_kib(pid: int) -> int:
     """RSS of a node's host processes: QEMU + its containerd shim + docker-proxy for its published port."""
-    total = _rss_pss_kib(pid)[0]
+    total = rss_pss_kib(pid)[0]
     ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     if b"containerd-shim" in Path(f"/proc/{ppid}/cmdline").read_bytes():
-        total += _rss_pss_kib(ppid)[0]
+        total += rss_pss_kib(ppid)[0]
     return total
 
 
@@ -98,23 +90,10 @@ def _proxy_rss_kib() -> tuple[int, int]:
         try:
             if Path(d, "comm").read_text().strip() == "docker-proxy":
                 n += 1
-                kib += _rss_pss_kib(int(d.name))[0]
+                kib += rss_pss_kib(int(d.name))[0]
         except OSError:
             continue
     return n, kib
-
-
-def _mem_available_kib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _host_cpu_busy() -> tuple[int, int]:
-    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = f[3] + f[4]
-    return sum(f) - idle, sum(f)
 
 
 def _qemu_pids(lab: Lab) -> list[int]:
@@ -133,14 +112,14 @@ def idle_sample(lab: Lab, window: float) -> dict[str, float]:
     """Per-node idle CPU (% of one core) and memory of the QEMU processes over ``window`` s."""
     pids = _qemu_pids(lab)
     c0 = {p: cpu_ticks(p) for p in pids}
-    b0 = _host_cpu_busy()
+    b0 = host_cpu()
     t0 = time.monotonic()
     time.sleep(window)
     dt = time.monotonic() - t0
     c1 = {p: cpu_ticks(p) for p in pids}
-    b1 = _host_cpu_busy()
+    b1 = host_cpu()
     cpu = [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in pids]
-    mem = [_rss_pss_kib(p) for p in pids]
+    mem = [rss_pss_kib(p) for p in pids]
     node_rss = [_node_rss_kib(p) for p in pids]
     nproxy, proxy_kib = _proxy_rss_kib()
     return {
@@ -364,12 +343,12 @@ def run(
         for n in counts:
             up[n], down[n] = [], []
             for r in range(repeat):
-                avail0 = _mem_available_kib()
+                avail0 = mem_available_kib()
                 up[n].append(_up_cli(lab_name, n))
                 if r == repeat - 1 and n in idle_counts:
                     time.sleep(3.0)  # let the boot and bring-up settle
                     s = idle_sample(lab, idle_window)
-                    s["mem_available_drop_mib_per_node"] = (avail0 - _mem_available_kib()) / 1024 / n
+                    s["mem_available_drop_mib_per_node"] = (avail0 - mem_available_kib()) / 1024 / n
                     idle[n] = s
                     mem_per_node[n] = s["mem_available_drop_mib_per_node"]
                     log(

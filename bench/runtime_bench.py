@@ -26,7 +26,7 @@ from pathlib import Path
 import docker
 import docker.types
 
-from bench.common import CLK_TCK, REPO, Figure, cpu_ticks
+from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, host_cpu
 
 Log = Callable[[str], None]
 RUNTIMES = {
@@ -107,12 +107,6 @@ def cpu_by_command() -> dict[str, float]:
     return out
 
 
-def machine_busy() -> float:
-    """CPU seconds the machine has been busy (all cores), from /proc/stat."""
-    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(f) - f[3] - f[4]) / CLK_TCK
-
-
 def phases(lab: str, nodes: int) -> dict[str, float]:
     """Seconds from the start of ``Lab.up`` to: every container started, every lease, the
     daemons healthy (the engine runtime); and the profile of that up: CPU seconds by process
@@ -121,12 +115,12 @@ def phases(lab: str, nodes: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(REPO), **RUNTIMES["engine"]}
     _mplab(lab, RUNTIMES["engine"], "down")
     try:
-        cpu0, busy0 = cpu_by_command(), machine_busy()
+        cpu0, busy0 = cpu_by_command(), host_cpu()[0] / CLK_TCK
         p = subprocess.run(
             [sys.executable, "-c", PHASES_SCRIPT, lab, str(nodes)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
-        cpu1, busy1 = cpu_by_command(), machine_busy()
+        cpu1, busy1 = cpu_by_command(), host_cpu()[0] / CLK_TCK
     finally:
         _mplab(lab, RUNTIMES["engine"], "down")
     stamps = [(float(m.group(1)), m.group(2)) for line in p.stdout.splitlines() if (m := _STAMP_RE.match(line))]

@@ -28,7 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import CLK_TCK, REPO, REPORT_DIR, Figure, cpu_ticks, write_results
+from bench.common import (
+    CLK_TCK,
+    REPO,
+    REPORT_DIR,
+    Figure,
+    cpu_ticks,
+    host_cpu,
+    mem_available_kib,
+    rss_pss_kib,
+    write_results,
+)
 from lab import Lab, hostnet
 
 MPLAB = [sys.executable, "-m", "lab"]
@@ -42,28 +52,6 @@ def _log(msg: str) -> None:
 
 def _cli(lab: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*MPLAB, "--lab", lab, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
-
-
-def _mem_available_kib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _rss_pss_kib(pid: int) -> tuple[int, int]:
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
-
-
-def _host_cpu() -> tuple[int, int]:
-    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(f) - f[3] - f[4], sum(f)
 
 
 def _container_pids(ids: list[str]) -> dict[str, list[int]]:
@@ -124,23 +112,23 @@ def idle_and_memory(lab: Lab, window: float) -> dict[str, Any]:
     if 0 in qemu:
         raise RuntimeError(f"{qemu.count(0)} node(s) have no running QEMU")
     c0 = {p: cpu_ticks(p) for p in qemu}
-    h0 = _host_cpu()
+    h0 = host_cpu()
     t0 = time.monotonic()
     time.sleep(window)
     dt = time.monotonic() - t0
     c1 = {p: cpu_ticks(p) for p in qemu}
-    h1 = _host_cpu()
+    h1 = host_cpu()
     cpu = [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in qemu]
     rss, pss, shim_rss, nproc = [], [], [], []
     for nd, pid in zip(nodes, qemu, strict=True):
         pids = by_id.get(nd.info.id) or [pid]
-        mem = [_rss_pss_kib(p) for p in pids]
+        mem = [rss_pss_kib(p) for p in pids]
         rss.append(sum(m[0] for m in mem) / 1024)
         pss.append(sum(m[1] for m in mem) / 1024)
         nproc.append(len(pids))
         shim = _ppid(pid)
         if b"containerd-shim" in Path(f"/proc/{shim}/cmdline").read_bytes():
-            shim_rss.append(_rss_pss_kib(shim)[1] / 1024)
+            shim_rss.append(rss_pss_kib(shim)[1] / 1024)
     return {
         "cpu_pct_per_node": cpu,
         "rss_mib_per_node": rss,
@@ -169,7 +157,7 @@ def one_size(lab_name: str, n: int, window: float, log: Log) -> dict[str, Any]:
     if down0.returncode != 0:
         raise RuntimeError(f"down before {n}: {down0.stderr[-400:]}")
     time.sleep(2.0)
-    avail0 = _mem_available_kib()
+    avail0 = mem_available_kib()
     t0 = time.monotonic()
     p = _cli(lab_name, "up", "--nodes", str(n), timeout=1800)
     wall = time.monotonic() - t0
@@ -195,7 +183,7 @@ def one_size(lab_name: str, n: int, window: float, log: Log) -> dict[str, Any]:
         log(f"{n} nodes: all leased, all answer (exec median {res['exec_ms_median']:.0f} ms)")
         time.sleep(5.0)  # the last bring-up's traffic settles
         res.update(idle_and_memory(lab, window))
-        res["mem_available_drop_mib_per_node"] = (avail0 - _mem_available_kib()) / 1024 / n
+        res["mem_available_drop_mib_per_node"] = (avail0 - mem_available_kib()) / 1024 / n
         log(
             f"{n} nodes idle: cpu/node median {statistics.median(res['cpu_pct_per_node']):.2f}%, "
             f"host {res['host_busy_pct_of_a_core']:.0f}% of a core; "
