@@ -74,6 +74,20 @@ def host_cpu() -> tuple[int, int]:
     return sum(f) - f[3] - f[4], sum(f)
 
 
+def idle_cpu(pids: list[int], window: float) -> tuple[list[float], float]:
+    """Sleep ``window`` s; each of ``pids``' CPU over it (% of one core), and the whole host's
+    busy time (% of one core, so up to 100 x the cores)."""
+    c0 = {p: cpu_ticks(p) for p in pids}
+    h0 = host_cpu()
+    t0 = time.monotonic()
+    time.sleep(window)
+    dt = time.monotonic() - t0
+    c1 = {p: cpu_ticks(p) for p in pids}
+    h1 = host_cpu()
+    host = (h1[0] - h0[0]) / max(1, h1[1] - h0[1]) * 100 * (os.cpu_count() or 1)
+    return [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in pids], host
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a process (fields 14 and 15 of /proc/<pid>/stat), in clock ticks."""
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

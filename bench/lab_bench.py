@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, host_cpu, mem_available_kib, receive_timed, rss_pss_kib
+from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, idle_cpu, mem_available_kib, receive_timed, rss_pss_kib
 from lab import Lab
 from lab.console import Console
 
@@ -111,14 +111,7 @@ def _qemu_pids(lab: Lab) -> list[int]:
 def idle_sample(lab: Lab, window: float) -> dict[str, float]:
     """Per-node idle CPU (% of one core) and memory of the QEMU processes over ``window`` s."""
     pids = _qemu_pids(lab)
-    c0 = {p: cpu_ticks(p) for p in pids}
-    b0 = host_cpu()
-    t0 = time.monotonic()
-    time.sleep(window)
-    dt = time.monotonic() - t0
-    c1 = {p: cpu_ticks(p) for p in pids}
-    b1 = host_cpu()
-    cpu = [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in pids]
+    cpu, host_busy = idle_cpu(pids, window)
     mem = [rss_pss_kib(p) for p in pids]
     node_rss = [_node_rss_kib(p) for p in pids]
     nproxy, proxy_kib = _proxy_rss_kib()
@@ -132,7 +125,7 @@ def idle_sample(lab: Lab, window: float) -> dict[str, float]:
         "cpu_pct_max": max(cpu),
         "rss_mib_median": statistics.median(m[0] for m in mem) / 1024,
         "pss_mib_median": statistics.median(m[1] for m in mem) / 1024,
-        "host_busy_pct": (b1[0] - b0[0]) / max(1, b1[1] - b0[1]) * 100 * (os.cpu_count() or 1),
+        "host_busy_pct": host_busy,
     }
 
 

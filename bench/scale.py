@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -29,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    CLK_TCK,
     REPO,
     REPORT_DIR,
     Figure,
-    cpu_ticks,
-    host_cpu,
+    idle_cpu,
     mem_available_kib,
     rss_pss_kib,
     write_results,
@@ -111,14 +108,7 @@ def idle_and_memory(lab: Lab, window: float) -> dict[str, Any]:
         qemu = list(pool.map(lambda nd: nd.pid, nodes))  # each container's PID 1 is its QEMU
     if 0 in qemu:
         raise RuntimeError(f"{qemu.count(0)} node(s) have no running QEMU")
-    c0 = {p: cpu_ticks(p) for p in qemu}
-    h0 = host_cpu()
-    t0 = time.monotonic()
-    time.sleep(window)
-    dt = time.monotonic() - t0
-    c1 = {p: cpu_ticks(p) for p in qemu}
-    h1 = host_cpu()
-    cpu = [(c1[p] - c0[p]) / CLK_TCK / dt * 100 for p in qemu]
+    cpu, host_busy = idle_cpu(qemu, window)
     rss, pss, shim_rss, nproc = [], [], [], []
     for nd, pid in zip(nodes, qemu, strict=True):
         pids = by_id.get(nd.info.id) or [pid]
@@ -135,7 +125,7 @@ def idle_and_memory(lab: Lab, window: float) -> dict[str, Any]:
         "pss_mib_per_node": pss,
         "shim_pss_mib_median": statistics.median(shim_rss) if shim_rss else 0.0,
         "processes_per_container": statistics.median(nproc),
-        "host_busy_pct_of_a_core": (h1[0] - h0[0]) / max(1, h1[1] - h0[1]) * 100 * (os.cpu_count() or 1),
+        "host_busy_pct_of_a_core": host_busy,
         "window_s": window,
     }
 
