@@ -65,8 +65,14 @@ def test_the_timeouts_were_the_lookup_not_the_server(bundle: Path) -> None:
     # (a poll may also time out on a very loaded host, with a fast lookup: not counted here)
     slow = [dns for _, k, _, dns in got if k == "timeout" and dns >= 3000]
     assert len(slow) >= 2, f"fewer than 2 polls timed out in a lookup of 3 s or more: {got}"
-    fast = [dns for _, k, _, dns in got if k == "ok"]
-    assert fast and all(0 <= dns < 1000 for dns in fast), f"an ok poll with a slow lookup: {got}"
+    # Every ok poll had a fast lookup, but for one at the window's end: a lookup begun in the
+    # window whose retry (lwIP asks again after 1 s, 2 s) reached dnsmasq once the peer was gone.
+    last_timeout = max(i for i, (_, k, _, _) in enumerate(got) if k == "timeout")
+    ok = [(i, dns) for i, (_, k, _, dns) in enumerate(got) if k == "ok"]
+    slow_ok = [(i, dns) for i, dns in ok if not 0 <= dns < 1000]
+    assert ok and all(
+        i == last_timeout + 1 and dns < 3500 for i, dns in slow_ok
+    ), f"an ok poll with a slow lookup: {got}"
 
 
 def test_the_wire_shows_the_slow_answers_and_tls_to_www_lab(bundle: Path) -> None:
