@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import docker
 import docker.types
 
 from bench.common import CLK_TCK, REPO, Figure, cpu_ticks, host_cpu
+from lab.runtime.compose import compose_versions
 
 Log = Callable[[str], None]
 RUNTIMES = {
@@ -50,15 +50,6 @@ def _mplab(lab: str, env: dict[str, str], *args: str, timeout: float = 600) -> s
         text=True,
         timeout=timeout,
     )
-
-
-def _available(name: str) -> bool:
-    if name == "compose_v2":
-        p = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-        return p.returncode == 0
-    if name == "compose_v1":
-        return shutil.which("docker-compose") is not None
-    return True
 
 
 def up_wall(lab: str, runtime: str, nodes: int, repeat: int, log: Log) -> list[float]:
@@ -202,8 +193,9 @@ def daemon_floor(n: int = 32, workers: int = 8, image: str = "mplab/base:0.1.0")
 def run(repeat: int = 3, counts: tuple[int, ...] = (2, 32), lab_name: str = "brt", log: Log = _log) -> list[Figure]:
     figs: list[Figure] = []
     for n in counts:
+        have = compose_versions()
         for rt in RUNTIMES:
-            if not _available(rt):
+            if rt.startswith("compose_") and rt.removeprefix("compose_") not in have:
                 log(f"{rt}: not on this machine, skipped")
                 continue
             samples = up_wall(lab_name, rt, n, repeat if n <= 8 else max(1, repeat - 1), log)

@@ -71,6 +71,11 @@ def bringup_code(node: str) -> str:
     )
 
 
+def console_tail(log: str, lines: int = 8) -> str:
+    """The last ``lines`` lines of a console log, indented for a message ("" if it is empty)."""
+    return "\n  ".join(log.rstrip().splitlines()[-lines:])
+
+
 def put_small_code(path: str, data: bytes) -> str:
     """Guest code that writes a small file (the lab CA, 0.6 KB) in the same exec as the rest: at
     256 nodes every console round trip of the bring-up counts (guestfs.put takes seven)."""
@@ -198,7 +203,7 @@ class Node:
 
     def _down(self, output: str) -> NodeDown:
         c = self.info
-        tail = "\n  ".join(self.logs(tail=8).rstrip().splitlines()[-8:])
+        tail = console_tail(self.logs(tail=8))
         return NodeDown(
             f"{self.lab.name}/{self.name} is down (container {c.name} {c.state}, exit {c.exit_code}): "
             f"`mplab --lab {self.lab.name} up` restores it"
@@ -669,7 +674,7 @@ class Lab:
             if nd is not None:
                 nd.close()
             if ev.action == "die":
-                tail = "\n  ".join(self.runtime.logs(ev.container, tail=8).rstrip().splitlines()[-8:])
+                tail = console_tail(self.runtime.logs(ev.container, tail=8))
                 say(
                     f"lab {self.name}: {ev.node} died (container {ev.container}, exit {ev.exit_code}); "
                     f"`mplab --lab {self.name} up` restores it" + (f"\nconsole tail:\n  {tail}" if tail else "")

@@ -17,7 +17,7 @@ just as ``node.exec(code)`` does:
     peer.eval("s.getsockname()")
     peer.stop()
 
-``Lab.down`` calls :func:`cleanup` (the container is also swept by its label after a crash).
+``Lab.down`` removes the container with the rest of the lab: the runtime sweeps it by its labels.
 """
 
 from __future__ import annotations
@@ -221,20 +221,3 @@ class LinuxPeer:
         import ast
 
         return ast.literal_eval(self.exec(f"print(repr({expr}))", timeout=timeout).strip())
-
-
-def cleanup(lab: str, docker: str = "docker") -> list[str]:
-    """Remove the lab's Linux peer container, if any (``Lab.down``; works after a crash)."""
-    try:
-        p = subprocess.run(
-            [docker, "ps", "-aq", "--filter", f"label=mplab.lab={lab}", "--filter", f"label=mplab.role={ROLE}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        ids = p.stdout.split()
-        if ids:
-            subprocess.run([docker, "rm", "-f", *ids], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return []  # no docker: nothing to remove (the runtime's label sweep is the backstop)
-    return [f"container {i} ({ROLE})" for i in ids]

@@ -35,6 +35,23 @@ from .base import (
 )
 
 
+def compose_versions() -> dict[str, str]:
+    """The composes this machine runs: ``{"v2": "2.26.1-4", "v1": "1.29.2"}``, those that answer
+    ``version`` with their own major version (a ``docker-compose`` that is v2 is not v1)."""
+    out = {}
+    for key, argv in (("v2", ["docker", "compose"]), ("v1", ["docker-compose"])):
+        if shutil.which(argv[0]) is None:
+            continue
+        try:
+            p = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        v = p.stdout.strip() if p.returncode == 0 else ""
+        if v and v.startswith("1.") == (key == "v1"):
+            out[key] = v
+    return out
+
+
 class ComposeRuntime(Runtime):
     """Docker + compose via the CLI."""
 

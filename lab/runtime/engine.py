@@ -104,8 +104,10 @@ class EngineRuntime(Runtime):
             if s not in project.services:
                 raise LabError(f"{topo.compose_file}: no service {s!r}; fix: define it (see docs/topology.md)")
         self.check_images(topo, [project.services[s].image for s in wanted])
-        for net in {e.network for s in wanted for e in project.services[s].endpoints}:
-            self._ensure_network(topo, next(n for n in project.networks.values() if n.name == net))
+        used = {e.network for s in wanted for e in project.services[s].endpoints}
+        for net in project.networks.values():
+            if net.name in used:
+                self._ensure_network(topo, net)
         counts = {s: (nodes if s == "node" else 1) for s in wanted}
         existing = {
             (c.labels.get("com.docker.compose.service", ""), c.number): c

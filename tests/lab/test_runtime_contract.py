@@ -11,7 +11,6 @@ elsewhere a missing compose skips its runs.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from test_lab_docker import extra_lab, leftovers
 
 from lab import Lab, NodeDown
 from lab.runtime import ComposeRuntime, EngineRuntime, Runtime
+from lab.runtime.compose import compose_versions
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
@@ -38,21 +38,13 @@ RUNTIMES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def _compose_version(argv: list[str]) -> str:
-    if shutil.which(argv[0]) is None:
-        return ""
-    p = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=30)
-    return p.stdout.strip() if p.returncode == 0 else ""
-
-
 def _available(name: str) -> str:
     """'' if runtime ``name`` can run here, else why not."""
-    if name == "compose-v2":
-        v = _compose_version(["docker", "compose"])
-        return "" if v and not v.startswith("1.") else "no Compose v2 (`docker compose`)"
-    if name == "compose-v1":
-        v = _compose_version(["docker-compose"])
-        return "" if v.startswith("1.") else "no Compose v1 (`docker-compose` 1.x)"
+    have = compose_versions()
+    if name == "compose-v2" and "v2" not in have:
+        return "no Compose v2 (`docker compose`)"
+    if name == "compose-v1" and "v1" not in have:
+        return "no Compose v1 (`docker-compose` 1.x)"
     return ""
 
 
